@@ -1,0 +1,39 @@
+# The two commands README gives: `make run` (the main job) and `make test`. Both set up
+# everything first: a virtual environment with the pinned stack (requirements.lock).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first, so nothing else can pull a (multi-GB) CUDA build; the CPU wheel is what we pin.
+TORCH := torch==2.13.0
+# Corpus: $SLCOLM_DATA, else the workplace's shared copy, else data/chisre (fetched on demand).
+DATA ?= $(or $(SLCOLM_DATA),$(wildcard ../shared/data/chisre),data/chisre)
+
+.PHONY: setup run test lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	@test -f $(DATA)/train.json || $(BIN)/slcolm data fetch chisre --data $(DATA)
+	$(BIN)/slcolm data stats --data $(DATA)
+	@if [ -f $(DATA)/replay/test401_gold.jsonl ]; then \
+		$(BIN)/slcolm replay --data $(DATA); \
+	else echo "no replay pack in $(DATA)/replay: skipping the replay"; fi
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Optimizer presets and search spaces, shipped as package data."""

@@ -1,0 +1,1 @@
+"""Declarative task schemas (types, definitions, triggers), shipped as package data."""

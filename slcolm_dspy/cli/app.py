@@ -1,0 +1,30 @@
+"""The `slcolm` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import os
+
+# Offline switches must be set before litellm / transformers are first imported anywhere.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import typer
+
+from slcolm_dspy.cli.data_cmds import data_app
+from slcolm_dspy.cli.eval_cmds import evaluate, replay
+
+app = typer.Typer(
+    name="slcolm",
+    help="SLCoLM relation extraction: a small supervised model guides an LLM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+app.command()(evaluate)
+app.command()(replay)
+
+
+def main() -> None:
+    app()

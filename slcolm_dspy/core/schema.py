@@ -1,0 +1,147 @@
+"""The task schema: a corpus's types and conventions, read from `signatures/<name>.toml`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.errors import SlcolmError
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    file: str
+    variant_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    primary_form: str | None
+    variant_form: str | None
+    label_fixes: dict[str, str]
+    splits: dict[str, SplitFiles]
+    fetch: dict[str, Any]
+    sha256: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PaperProtocolSpec:
+    form: str | None
+    strip_words: tuple[str, ...]
+    filter_excludes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    entity_names: dict[str, str]
+    relation_types: tuple[str, ...]
+    direction_insensitive: frozenset[str]
+    head_types: tuple[str, ...]
+    head_threshold: int | None
+    normalise_cut_at: str | None
+    normalise_delete: tuple[str, ...]
+    aliases: dict[str, str]
+    corpus: CorpusSpec | None
+    paper: PaperProtocolSpec
+    source: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def tail_types(self) -> tuple[str, ...]:
+        head = set(self.head_types)
+        return tuple(t for t in self.relation_types if t not in head)
+
+    def normalise_relation(self, raw: str) -> str:
+        """Map a raw relation name to its canonical form (it may still be outside the inventory)."""
+        name = raw
+        if self.normalise_cut_at:
+            name = name.split(self.normalise_cut_at, 1)[0]
+        for piece in self.normalise_delete:
+            name = name.replace(piece, "")
+        return self.aliases.get(name, name)
+
+    def entity_code(self, name: str) -> str | None:
+        """The type code for a code or display name (`PER` or `人物`), None if unknown."""
+        if name in self.entity_names:
+            return name
+        for code, display in self.entity_names.items():
+            if display == name:
+                return code
+        return None
+
+
+def _resolve(name_or_path: str | Path) -> tuple[str, bytes]:
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise SlcolmError(f"schema file not found: {path}")
+        return str(path), path.read_bytes()
+    resource = resources.files("slcolm_dspy.signatures").joinpath(f"{name_or_path}.toml")
+    if not resource.is_file():
+        raise SlcolmError(f"unknown schema {name_or_path!r}: no signatures/{name_or_path}.toml")
+    return f"signatures/{name_or_path}.toml", resource.read_bytes()
+
+
+def load_schema(name_or_path: str | Path = "chisre") -> Schema:
+    """Load a schema by name (shipped in `signatures/`) or from a `.toml` path."""
+    source, blob = _resolve(name_or_path)
+    try:
+        raw = tomllib.loads(blob.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SlcolmError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return _build(raw, source)
+    except (KeyError, TypeError) as exc:
+        raise SlcolmError(f"{source}: missing or malformed schema entry {exc}") from None
+
+
+def _build(raw: dict[str, Any], source: str) -> Schema:
+    relations = raw["relations"]
+    types = tuple(relations["types"])
+    norm = relations.get("normalise", {})
+    head_tail = raw.get("head_tail", {})
+    insensitive = frozenset(relations.get("direction_insensitive", []))
+    head = tuple(head_tail.get("head", types))
+    for listed in (insensitive, head):
+        unknown = sorted(set(listed) - set(types))
+        if unknown:
+            raise SlcolmError(f"{source}: types not in [relations].types: {', '.join(unknown)}")
+    corpus = None
+    if "corpus" in raw:
+        c = raw["corpus"]
+        fetch = dict(c.get("fetch", {}))
+        corpus = CorpusSpec(
+            primary_form=c.get("primary_form"),
+            variant_form=c.get("variant_form"),
+            label_fixes=dict(c.get("label_fixes", {})),
+            splits={
+                name: SplitFiles(spec["file"], spec.get("variant_file"))
+                for name, spec in c.get("splits", {}).items()
+            },
+            fetch=fetch,
+            sha256=dict(fetch.pop("sha256", {})),
+        )
+    paper = raw.get("evaluation", {}).get("paper", {})
+    return Schema(
+        name=raw["schema"]["name"],
+        entity_names=dict(raw["entities"]),
+        relation_types=types,
+        direction_insensitive=insensitive,
+        head_types=head,
+        head_threshold=head_tail.get("threshold_train_count"),
+        normalise_cut_at=norm.get("cut_at"),
+        normalise_delete=tuple(norm.get("delete", ())),
+        aliases=dict(relations.get("aliases", {})),
+        corpus=corpus,
+        paper=PaperProtocolSpec(
+            form=paper.get("form"),
+            strip_words=tuple(paper.get("strip_words", ())),
+            filter_excludes=tuple(paper.get("filter_excludes", ())),
+        ),
+        source=source,
+        raw=raw,
+    )

@@ -1,0 +1,115 @@
+"""Score the replay pack's recorded outputs: the paper's runs, then every merge mode on them.
+
+The recorded LLM answers are raw JSON tables, so this works at table level: fold each answer,
+merge with the recorded SLM relations, apply the paper protocol's filter and count.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.data.replay_pack import ReplayPack
+from slcolm_dspy.evaluate import RelationEvaluator, score_paper_tables
+from slcolm_dspy.evaluate.paper import entity_strings, fold_answer, sentence_table
+from slcolm_dspy.merge.modes import MergeMode, merge_tables
+
+# The recorded answers put their relations under this key (the authors' output format).
+ANSWER_RELATIONS_KEY = "真实的关系"
+
+
+def recorded_filter(slm: Sentence, schema: Schema) -> set[str]:
+    """The allowed-entity set: the SLM's recorded entity strings."""
+    return entity_strings(slm, None, schema)
+
+
+def slm_table(slm: Sentence, threshold: float | None) -> dict[str, list[list[str]]]:
+    table: dict[str, list[list[str]]] = {}
+    for rel in slm.relations:
+        if threshold is not None and (rel.probability is None or rel.probability <= threshold):
+            continue
+        table.setdefault(rel.type, []).append([slm.entities[rel.head].text, slm.entities[rel.tail].text])
+    return table
+
+
+def score_run(
+    pack: ReplayPack,
+    run: str,
+    schema: Schema,
+    mode: MergeMode,
+    *,
+    llm_types: Collection[str] = (),
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """Micro/macro of one recorded LLM run merged with the recorded SLM, paper protocol."""
+    if run not in pack.runs:
+        raise SlcolmError(f"no run {run!r} in {pack.directory}; have {', '.join(pack.runs)}")
+    gold = {g.text: g for g in pack.test_gold}
+    slm = {s.text: s for s in pack.test_slm}
+    seen: set[str] = set()
+    items = []
+    for text, raw in pack.runs[run]:
+        if text in seen or text not in gold:
+            continue  # first answer per sentence; sentences without gold are not scored
+        seen.add(text)
+        answer = raw.get(ANSWER_RELATIONS_KEY, {}) if isinstance(raw, dict) else {}
+        s = slm.get(text)
+        merged = merge_tables(
+            fold_answer(answer, schema),
+            slm_table(s, threshold if mode == "2" else None) if s else {},
+            mode,
+            llm_types,
+        )
+        items.append((sentence_table(gold[text], None), merged, recorded_filter(s, schema) if s else None))
+    return score_paper_tables(items, schema)
+
+
+def score_slm(gold: Sequence[Sentence], slm: Sequence[Sentence], schema: Schema) -> dict[str, Any]:
+    """The recorded SLM alone, with the same protocol and entity filter."""
+    by_text = {s.text: s for s in slm}
+    covered = [g for g in gold if g.text in by_text]
+    allowed = {g.id: recorded_filter(by_text[g.text], schema) for g in covered}
+    return RelationEvaluator(covered, schema, "paper", allowed_entities=allowed)(slm)
+
+
+@dataclass(frozen=True)
+class WRule:
+    name: str
+    description: str
+    source: str
+    k: int | None = None
+    max_f1: float | None = None
+
+
+def load_w_rules() -> list[WRule]:
+    blob = resources.files("slcolm_dspy.optimize").joinpath("merge_rules.toml").read_bytes()
+    rules = tomllib.loads(blob.decode("utf-8"))["rules"]
+    return [
+        WRule(name, spec["description"], spec["source"], spec.get("k"), spec.get("max_f1"))
+        for name, spec in rules.items()
+    ]
+
+
+def choose_w(
+    rule: WRule, schema: Schema, slm_dev: Mapping[str, Any] | None, train_counts: Mapping[str, int]
+) -> list[str]:
+    """W from SLM-only information: never from test."""
+    if rule.source == "schema_tail":
+        return list(schema.tail_types)
+    if slm_dev is None:
+        raise SlcolmError(f"rule {rule.name} needs SLM dev predictions")
+    per_type = slm_dev["per_type"]
+    # Unscored types (no dev gold) rank lowest: nothing shows the SLM handles them.
+    f1 = {t: per_type[t]["f1"] if t in per_type else -1.0 for t in schema.relation_types}
+    ranked = sorted(schema.relation_types, key=lambda t: (f1[t], train_counts.get(t, 0), t))
+    if rule.k is not None:
+        return ranked[: rule.k]
+    if rule.max_f1 is not None:
+        return [t for t in ranked if f1[t] < rule.max_f1]
+    raise SlcolmError(f"rule {rule.name} sets neither k nor max_f1")

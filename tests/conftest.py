@@ -1,0 +1,52 @@
+"""Shared fixtures. The corpus is never committed: tests read the workplace copy beside the repo
+(../shared/data/chisre) or $SLCOLM_TEST_DATA. Without it, data tests skip locally and fail in CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from slcolm_dspy.core.schema import Schema, load_schema
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _corpus_dir() -> Path:
+    env = os.environ.get("SLCOLM_TEST_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data" / "chisre"
+
+
+@pytest.fixture(scope="session")
+def schema() -> Schema:
+    return load_schema("chisre")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    path = _corpus_dir()
+    if not (path / "train.json").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"corpus not found at {path}; CI must run with shared/ beside the checkout")
+        pytest.skip(f"corpus not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def replay_dir(corpus_dir: Path) -> Path:
+    path = corpus_dir / "replay"
+    if not (path / "expected.json").is_file():
+        pytest.fail(f"replay pack missing at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def replay_pack(replay_dir: Path, schema: Schema):
+    from slcolm_dspy.data.replay_pack import ReplayPack
+
+    return ReplayPack.load(replay_dir, schema)
