@@ -1,0 +1,1 @@
+"""Reading, writing, fetching and describing corpora."""

@@ -1,0 +1,166 @@
+"""Turn raw entity/relation entries into a validated `Sentence`, whatever file they came from.
+
+Every reader funnels through `SentenceBuilder`, so every format gets the same checks and the
+same one-line errors: a missing key, an offset outside the text, a span that does not match
+its offsets, a relation index out of range, an unknown type.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slcolm_dspy.core.errors import DataError
+from slcolm_dspy.core.records import Entity, Relation, Sentence
+from slcolm_dspy.core.schema import Schema
+
+
+@dataclass
+class ReadReport:
+    """What a reader did besides returning records: skipped bad records, repaired labels."""
+
+    source: str
+    skipped: list[DataError] = field(default_factory=list)
+    label_fixes: Counter[str] = field(default_factory=Counter)
+    dropped_empty: int = 0
+
+
+class SentenceBuilder:
+    def __init__(self, schema: Schema, source: str, *, label_fixes: Mapping[str, str] | None = None):
+        self.schema = schema
+        self.source = source
+        self.label_fixes = dict(label_fixes or {})
+        self.report = ReadReport(source)
+        self._inventory = set(schema.relation_types)
+
+    def fail(self, record: str | int, problem: str) -> DataError:
+        return DataError(self.source, problem, record)
+
+    def relation_type(self, raw: Any, record: str | int) -> str:
+        if not isinstance(raw, str) or not raw.strip():
+            raise self.fail(record, f"relation type must be a non-empty string, got {raw!r}")
+        name = self.schema.normalise_relation(raw)
+        if name in self.label_fixes:
+            self.report.label_fixes[name] += 1
+            name = self.label_fixes[name]
+        if name not in self._inventory:
+            raise self.fail(record, f"unknown relation type {raw!r}")
+        return name
+
+    def entity_type(self, raw: Any, record: str | int) -> str:
+        code = self.schema.entity_code(raw) if isinstance(raw, str) else None
+        if code is None:
+            raise self.fail(record, f"unknown entity type {raw!r}")
+        return code
+
+    def grounded_entity(
+        self,
+        raw: Any,
+        text: str,
+        record: str | int,
+        index: int,
+        *,
+        start_keys: tuple[str, ...] = ("start",),
+        span_keys: tuple[str, ...] = ("text", "span"),
+        span_must_match: bool = True,
+    ) -> Entity:
+        """An entity with offsets into `text`; its span must equal text[start:end]."""
+        where = f"entity {index}"
+        if not isinstance(raw, Mapping):
+            raise self.fail(record, f"{where} is not an object")
+        start = next((raw[k] for k in start_keys if k in raw), None)
+        if start is None:
+            raise self.fail(record, f"{where} has no {'/'.join(start_keys)} offset")
+        if "end" not in raw:
+            raise self.fail(record, f"{where} has no end offset")
+        end = raw["end"]
+        if not _is_int(start) or not _is_int(end):
+            raise self.fail(record, f"{where} offsets must be integers, got {start!r}..{end!r}")
+        if not 0 <= start < end <= len(text):
+            raise self.fail(
+                record, f"{where} offsets {start}..{end} out of range for a {len(text)}-char text"
+            )
+        if "type" not in raw:
+            raise self.fail(record, f"{where} has no type")
+        span = next((raw[k] for k in span_keys if k in raw), None)
+        actual = text[start:end]
+        if span is not None:
+            if not isinstance(span, str):
+                raise self.fail(record, f"{where} span must be a string, got {span!r}")
+            mismatch = span != actual if span_must_match else len(span) != len(actual)
+            if mismatch:
+                raise self.fail(
+                    record, f"{where} span {span!r} does not match text[{start}:{end}] = {actual!r}"
+                )
+        confidence = raw.get("confidence")
+        if confidence is not None and not _is_number(confidence):
+            raise self.fail(record, f"{where} confidence must be a number, got {confidence!r}")
+        return Entity(
+            type=self.entity_type(raw["type"], record),
+            text=actual,
+            start=start,
+            end=end,
+            confidence=None if confidence is None else float(confidence),
+        )
+
+    def relation(self, raw: Any, n_entities: int, record: str | int, index: int) -> Relation:
+        where = f"relation {index}"
+        if not isinstance(raw, Mapping):
+            raise self.fail(record, f"{where} is not an object")
+        for key in ("type", "head", "tail"):
+            if key not in raw:
+                raise self.fail(record, f"{where} has no {key}")
+        head, tail = raw["head"], raw["tail"]
+        for name, value in (("head", head), ("tail", tail)):
+            if not _is_int(value) or not 0 <= value < n_entities:
+                raise self.fail(
+                    record,
+                    f"{where} {name} index {value!r} out of range ({n_entities} entities)",
+                )
+        probability = raw.get("probability")
+        if probability is not None and not _is_number(probability):
+            raise self.fail(record, f"{where} probability must be a number, got {probability!r}")
+        return Relation(
+            type=self.relation_type(raw["type"], record),
+            head=head,
+            tail=tail,
+            probability=None if probability is None else float(probability),
+        )
+
+    def sentence(
+        self,
+        *,
+        sid: str,
+        text: Any,
+        entities: Any,
+        relations: Any,
+        record: str | int,
+        variants: Mapping[str, str] | None = None,
+        **entity_options: Any,
+    ) -> Sentence:
+        if not isinstance(text, str) or not text:
+            raise self.fail(record, "text must be a non-empty string")
+        if not isinstance(entities, list):
+            raise self.fail(record, "'entities' must be a list")
+        if not isinstance(relations, list):
+            raise self.fail(record, "'relations' must be a list")
+        ents = tuple(
+            self.grounded_entity(e, text, record, i, **entity_options) for i, e in enumerate(entities)
+        )
+        rels = tuple(self.relation(r, len(ents), record, i) for i, r in enumerate(relations))
+        for i, raw in enumerate(relations):
+            for key, idx in (("head_span", rels[i].head), ("tail_span", rels[i].tail)):
+                # Redundant span copies in the corpus must agree with the entity they name.
+                if key in raw and raw[key] != entities[idx].get("span", ents[idx].text):
+                    raise self.fail(record, f"relation {i} {key} {raw[key]!r} != entity {idx}")
+        return Sentence(sid, text, ents, rels, dict(variants or {}))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,242 @@
+"""Readers for every input format; each returns `Sentence` records and a `ReadReport`.
+
+Formats:
+- corpus dict files (`train/dev/test.json`): one object keyed by the sentence; the SpERT twin
+  file named in the schema, when present beside it, supplies the variant form of each text;
+- SpERT list files (`tokens`, `entities`, `relations`);
+- the generic JSON Lines format (README, "Data format"), which users convert their data to;
+- the replay pack's gold and SLM files (strings without offsets), in `replay_pack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.errors import DataError, SlcolmError
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.data.build import ReadReport, SentenceBuilder
+from slcolm_dspy.data.io import first_jsonl_object, iter_jsonl, load_json
+
+Records = tuple[list[Sentence], ReadReport]
+
+
+def _collect(
+    builder: SentenceBuilder,
+    items: Iterable[tuple[str | int, Callable[[], Sentence | None]]],
+    skip_bad: bool,
+) -> list[Sentence]:
+    """Build each record; with skip_bad, bad ones are counted in the report instead of raised."""
+    out: list[Sentence] = []
+    for _, make in items:
+        try:
+            sentence = make()
+        except DataError as err:
+            if not skip_bad:
+                raise
+            builder.report.skipped.append(err)
+            continue
+        if sentence is not None:
+            out.append(sentence)
+    return out
+
+
+def _split_name(path: Path, schema: Schema) -> tuple[str | None, str | None]:
+    """(split name, variant file name) when `path` is one of the schema's corpus files."""
+    if schema.corpus is None:
+        return None, None
+    for name, files in schema.corpus.splits.items():
+        if path.name in (files.file, files.variant_file):
+            return name, files.variant_file
+    return None, None
+
+
+def read_corpus_file(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
+    """A dict-format corpus file, with the variant form from its twin file when present."""
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise DataError(str(path), "expected a JSON object keyed by sentence")
+    split, variant_file = _split_name(path, schema)
+    prefix = split or path.stem
+    fixes = schema.corpus.label_fixes if schema.corpus else {}
+    builder = SentenceBuilder(schema, str(path), label_fixes=fixes)
+    variants = _twin_variants(path.parent / variant_file, list(data), schema) if variant_file else None
+    form = schema.corpus.variant_form if schema.corpus else None
+
+    def make(index: int, text: str, value: Any) -> Sentence | None:
+        record = index + 1
+        if not text.strip():
+            # The published test file ends with an empty record; it is not a sentence.
+            if not (isinstance(value, dict) and not value.get("entities") and not value.get("relations")):
+                raise builder.fail(record, "empty sentence carries annotations")
+            builder.report.dropped_empty += 1
+            return None
+        if not isinstance(value, dict):
+            raise builder.fail(record, "value must be an object with 'entities' and 'relations'")
+        for key in ("entities", "relations"):
+            if key not in value:
+                raise builder.fail(record, f"missing key '{key}'")
+        extra = {}
+        if variants is not None and form:
+            extra = {form: variants[index]}
+        return builder.sentence(
+            sid=f"{prefix}-{record:04d}",
+            text=text,
+            entities=value["entities"],
+            relations=value["relations"],
+            record=record,
+            variants=extra,
+            start_keys=("start", "strat"),  # the published test file spells it "strat"
+            span_keys=("span",),
+        )
+
+    items = [(i, (lambda i=i, t=t, v=v: make(i, t, v))) for i, (t, v) in enumerate(data.items())]
+    return _collect(builder, items, skip_bad), builder.report
+
+
+def _twin_variants(twin: Path, texts: list[str], schema: Schema) -> list[str] | None:
+    """The twin file's texts, checked to align with `texts` character for character."""
+    if not twin.is_file():
+        return None
+    data = load_json(twin)
+    if not isinstance(data, list):
+        raise DataError(str(twin), "expected a JSON list of SpERT records")
+    if len(data) != len(texts):
+        raise DataError(str(twin), f"{len(data)} records, but its dict file has {len(texts)}")
+    out = []
+    for index, (text, rec) in enumerate(zip(texts, data, strict=True)):
+        tokens = rec.get("tokens") if isinstance(rec, dict) else None
+        if isinstance(tokens, list):
+            tokens = "".join(tokens)
+        if not isinstance(tokens, str):
+            raise DataError(str(twin), "missing 'tokens'", index + 1)
+        if len(tokens) != len(text):
+            raise DataError(
+                str(twin), f"text has {len(tokens)} chars, its dict twin has {len(text)}", index + 1
+            )
+        out.append(tokens)
+    return out
+
+
+def read_spert(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
+    """A SpERT list file: char tokens (string or list), entity offsets into them."""
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise DataError(str(path), "expected a JSON list of SpERT records")
+    split, _ = _split_name(path, schema)
+    fixes = schema.corpus.label_fixes if schema.corpus else {}
+    builder = SentenceBuilder(schema, str(path), label_fixes=fixes)
+
+    def make(index: int, rec: Any) -> Sentence | None:
+        record = index + 1
+        if not isinstance(rec, dict):
+            raise builder.fail(record, "record is not an object")
+        if "tokens" not in rec:
+            raise builder.fail(record, "missing key 'tokens'")
+        tokens = rec["tokens"]
+        text = "".join(tokens) if isinstance(tokens, list) else tokens
+        if text == "" and not rec.get("entities") and not rec.get("relations"):
+            builder.report.dropped_empty += 1
+            return None
+        for key in ("entities", "relations"):
+            if key not in rec:
+                raise builder.fail(record, f"missing key '{key}'")
+        return builder.sentence(
+            sid=f"{split or path.stem}-{record:04d}",
+            text=text,
+            entities=rec["entities"],
+            relations=rec["relations"],
+            record=record,
+            start_keys=("start", "strat"),
+            span_keys=("span",),
+            # SpERT spans may be written in another form of the text than `tokens`.
+            span_must_match=False,
+        )
+
+    items = [(i, (lambda i=i, r=r: make(i, r))) for i, r in enumerate(data)]
+    return _collect(builder, items, skip_bad), builder.report
+
+
+def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
+    """The generic JSON Lines format: one sentence object per line."""
+    builder = SentenceBuilder(schema, str(path))
+    seen: set[str] = set()
+
+    def make(lineno: int, rec: Any) -> Sentence:
+        record = f"at line {lineno}"
+        if not isinstance(rec, dict):
+            raise builder.fail(record, "line is not a JSON object")
+        if "text" not in rec:
+            raise builder.fail(record, "missing key 'text'")
+        sid = str(rec.get("id", f"{path.stem}-{lineno:04d}"))
+        if sid in seen:
+            raise builder.fail(record, f"duplicate id {sid!r}")
+        seen.add(sid)
+        variants = rec.get("variants") or {}
+        if not isinstance(variants, dict) or any(
+            not isinstance(v, str) or len(v) != len(rec["text"]) for v in variants.values()
+        ):
+            raise builder.fail(record, "'variants' must map form names to texts of equal length")
+        return builder.sentence(
+            sid=sid,
+            text=rec["text"],
+            entities=rec.get("entities", []),
+            relations=rec.get("relations", []),
+            record=record,
+            variants=variants,
+        )
+
+    def items() -> Iterator[tuple[int, Callable[[], Sentence]]]:
+        for lineno, rec in iter_jsonl(path):
+            yield lineno, (lambda lineno=lineno, rec=rec: make(lineno, rec))
+
+    return _collect(builder, items(), skip_bad), builder.report
+
+
+def detect_format(path: Path) -> str:
+    """One of: corpus, spert, jsonl, replay-gold, replay-slm, replay-llm."""
+    if not path.exists():
+        raise SlcolmError(f"file not found: {path}")
+    if path.suffix == ".jsonl":
+        first = first_jsonl_object(path)
+        if isinstance(first, dict):
+            if "raw" in first:
+                return "replay-llm"
+            if isinstance(first.get("entities"), dict):
+                return "replay-gold"
+            ents = first.get("entities")
+            if (
+                "id" not in first
+                and isinstance(ents, list)
+                and ents
+                and "span" in ents[0]
+                and "start" not in ents[0]
+            ):
+                return "replay-slm"
+        return "jsonl"
+    if path.suffix == ".json":
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            head = handle.read(64).lstrip()
+        return "spert" if head.startswith("[") else "corpus"
+    raise SlcolmError(f"{path}: unknown format (expected .json or .jsonl)")
+
+
+def read_records(path: Path | str, schema: Schema, *, skip_bad: bool = False) -> Records:
+    """Read any supported file into records, choosing the reader from its content."""
+    from slcolm_dspy.data import replay_pack  # replay formats build on this module
+
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "corpus":
+        return read_corpus_file(path, schema, skip_bad=skip_bad)
+    if fmt == "spert":
+        return read_spert(path, schema, skip_bad=skip_bad)
+    if fmt == "replay-gold":
+        return replay_pack.read_gold(path, schema)
+    if fmt == "replay-slm":
+        return replay_pack.read_slm(path, schema)
+    if fmt == "replay-llm":
+        raise SlcolmError(f"{path}: raw LLM answers, not records; score them with `slcolm replay`")
+    return read_jsonl(path, schema, skip_bad=skip_bad)

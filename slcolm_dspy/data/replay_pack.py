@@ -1,0 +1,144 @@
+"""The replay pack: the paper's recorded SLM predictions and LLM answers, with the test gold.
+
+Its records name entities by string only (no offsets), so they come back as `Sentence`s with
+ungrounded entities: one entity per listed mention, and relations pointing at the first entity
+with their head/tail string. The recorded SLM output sometimes names a relation argument missing
+from its own entity list; such an argument is appended as an untyped entity, so the list of
+recorded entity strings (the protocol's entity filter) stays as recorded in `entity_strings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.errors import DataError, SlcolmError
+from slcolm_dspy.core.records import Entity, Relation, Sentence
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.data.build import ReadReport, SentenceBuilder
+from slcolm_dspy.data.io import iter_jsonl, load_json
+
+LLM_PREFIX = "llm_"
+
+
+def _ungrounded(
+    builder: SentenceBuilder,
+    record: str,
+    sid: str,
+    text: str,
+    mentions: list[tuple[str | None, str, float | None]],
+    relations: list[Any],
+) -> Sentence:
+    entities = [Entity(type=t, text=s, confidence=c) for t, s, c in mentions]
+    index: dict[str, int] = {}
+    for i, ent in enumerate(entities):
+        index.setdefault(ent.text, i)
+    rels = []
+    for n, raw in enumerate(relations):
+        if not isinstance(raw, dict) or not {"type", "head", "tail"} <= raw.keys():
+            raise builder.fail(record, f"relation {n} needs type, head and tail")
+        ends = []
+        for key in ("head", "tail"):
+            name = raw[key]
+            if not isinstance(name, str):
+                raise builder.fail(record, f"relation {n} {key} must be a string")
+            if name not in index:
+                index[name] = len(entities)
+                entities.append(Entity(type=None, text=name))
+            ends.append(index[name])
+        prob = raw.get("probability")
+        rels.append(
+            Relation(builder.relation_type(raw["type"], record), ends[0], ends[1], prob and float(prob))
+        )
+    return Sentence(sid, text, tuple(entities), tuple(rels))
+
+
+def read_gold(path: Path, schema: Schema) -> tuple[list[Sentence], ReadReport]:
+    """`test401_gold.jsonl` / `dev_gold.jsonl`: entities grouped by type name, relations by string."""
+    builder = SentenceBuilder(schema, str(path))
+    out = []
+    for lineno, rec in iter_jsonl(path):
+        record = f"at line {lineno}"
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+            raise builder.fail(record, "expected an object with 'text'")
+        groups = rec.get("entities", {})
+        if not isinstance(groups, dict):
+            raise builder.fail(record, "'entities' must map type names to lists")
+        mentions = [
+            (builder.entity_type(name, record), str(span), None)
+            for name, spans in groups.items()
+            for span in spans
+        ]
+        out.append(
+            _ungrounded(
+                builder, record, f"{path.stem}-{lineno:04d}", rec["text"], mentions, rec.get("relations", [])
+            )
+        )
+    return out, builder.report
+
+
+def read_slm(path: Path, schema: Schema) -> tuple[list[Sentence], ReadReport]:
+    """`slm_spert_*.jsonl`: entity strings with confidences, relations with probabilities."""
+    builder = SentenceBuilder(schema, str(path))
+    out = []
+    for lineno, rec in iter_jsonl(path):
+        record = f"at line {lineno}"
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+            raise builder.fail(record, "expected an object with 'text'")
+        mentions = []
+        for n, ent in enumerate(rec.get("entities", [])):
+            if not isinstance(ent, dict) or "span" not in ent or "type" not in ent:
+                raise builder.fail(record, f"entity {n} needs type and span")
+            conf = ent.get("confidence")
+            mentions.append((builder.entity_type(ent["type"], record), ent["span"], conf and float(conf)))
+        out.append(
+            _ungrounded(
+                builder, record, f"{path.stem}-{lineno:04d}", rec["text"], mentions, rec.get("relations", [])
+            )
+        )
+    return out, builder.report
+
+
+def read_llm_answers(path: Path) -> list[tuple[str, Any]]:
+    """`llm_*.jsonl`: (sentence text, the model's parsed JSON answer), in file order."""
+    out = []
+    for lineno, rec in iter_jsonl(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or "raw" not in rec:
+            raise DataError(str(path), "expected an object with 'text' and 'raw'", f"at line {lineno}")
+        out.append((rec["text"], rec["raw"]))
+    return out
+
+
+@dataclass
+class ReplayPack:
+    """Everything in a replay pack directory, keyed by sentence text where it joins."""
+
+    directory: Path
+    test_gold: list[Sentence]
+    test_slm: list[Sentence]
+    runs: dict[str, list[tuple[str, Any]]]
+    dev_gold: list[Sentence] = field(default_factory=list)
+    dev_slm: list[Sentence] = field(default_factory=list)
+    expected: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: Path, schema: Schema) -> ReplayPack:
+        if not (directory / "test401_gold.jsonl").is_file():
+            raise SlcolmError(f"no replay pack in {directory} (test401_gold.jsonl missing); pass --pack DIR")
+        runs = {
+            p.stem[len(LLM_PREFIX) :]: read_llm_answers(p)
+            for p in sorted(directory.glob(f"{LLM_PREFIX}*.jsonl"))
+        }
+        dev_gold = directory / "dev_gold.jsonl"
+        dev_slm = directory / "slm_spert_dev.jsonl"
+        expected = directory / "expected.json"
+        return cls(
+            directory=directory,
+            test_gold=read_gold(directory / "test401_gold.jsonl", schema)[0],
+            test_slm=read_slm(directory / "slm_spert_test.jsonl", schema)[0],
+            runs=runs,
+            dev_gold=read_gold(dev_gold, schema)[0] if dev_gold.is_file() else [],
+            dev_slm=read_slm(dev_slm, schema)[0] if dev_slm.is_file() else [],
+            expected=load_json(expected) if expected.is_file() else {},
+        )
