@@ -1,0 +1,1 @@
+"""The small language model (SLM): encoders and the span-based joint extractor."""
