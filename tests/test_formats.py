@@ -57,3 +57,16 @@ def test_opencc_adds_an_aligned_simplified_form(tmp_path, schema):
     )
     kept = Sentence("b", text, variants={"simplified": "x" * len(text)})
     assert add_variant([kept], "simplified", convert) == [kept]
+
+
+def test_ungrounded_records_round_trip(tmp_path, schema, replay_pack):
+    """Records that name entities without positions (here: the paper's SLM output) survive JSONL."""
+    path = tmp_path / "slm.jsonl"
+    write_jsonl(replay_pack.test_slm, path)
+    again, report = read_jsonl(path, schema)
+    assert again == replay_pack.test_slm and report.skipped == []
+    assert any(e.type is None for r in again for e in r.entities)  # untyped relation arguments too
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "text": "董卓", "entities": [{"type": "PER"}]}', encoding="utf-8")
+    _, report = read_jsonl(bad, schema, skip_bad=True)
+    assert report.skipped[0].problem == "entity 0 has neither offsets nor a text"

@@ -65,11 +65,18 @@ class SentenceBuilder:
         start_keys: tuple[str, ...] = ("start",),
         span_keys: tuple[str, ...] = ("text", "span"),
         span_must_match: bool = True,
+        allow_ungrounded: bool = False,
     ) -> Entity:
-        """An entity with offsets into `text`; its span must equal text[start:end]."""
+        """An entity with offsets into `text`; its span must equal text[start:end].
+
+        With `allow_ungrounded`, an entity with neither offset is kept by its text alone (sources
+        that name strings without positions).
+        """
         where = f"entity {index}"
         if not isinstance(raw, Mapping):
             raise self.fail(record, f"{where} is not an object")
+        if allow_ungrounded and "end" not in raw and not any(k in raw for k in start_keys):
+            return self._ungrounded_entity(raw, record, where)
         start = next((raw[k] for k in start_keys if k in raw), None)
         if start is None:
             raise self.fail(record, f"{where} has no {'/'.join(start_keys)} offset")
@@ -102,6 +109,20 @@ class SentenceBuilder:
             text=actual,
             start=start,
             end=end,
+            confidence=None if confidence is None else float(confidence),
+        )
+
+    def _ungrounded_entity(self, raw: Mapping[str, Any], record: str | int, where: str) -> Entity:
+        text = raw.get("text")
+        if not isinstance(text, str):
+            raise self.fail(record, f"{where} has neither offsets nor a text")
+        etype = raw.get("type")
+        confidence = raw.get("confidence")
+        if confidence is not None and not _is_number(confidence):
+            raise self.fail(record, f"{where} confidence must be a number, got {confidence!r}")
+        return Entity(
+            type=None if etype is None else self.entity_type(etype, record),
+            text=text,
             confidence=None if confidence is None else float(confidence),
         )
 

@@ -186,6 +186,7 @@ def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
             relations=rec.get("relations", []),
             record=record,
             variants=variants,
+            allow_ungrounded=True,
         )
 
     def items() -> Iterator[tuple[int, Callable[[], Sentence]]]:
