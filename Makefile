@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 # Corpus: $SLCOLM_DATA, else the workplace's shared copy, else data/chisre (fetched on demand).
 DATA ?= $(or $(SLCOLM_DATA),$(wildcard ../shared/data/chisre),data/chisre)
+# Converted encoders and other derived files live here (git-ignored), never in the repository.
+export SLCOLM_CACHE ?= $(CURDIR)/.cache/slcolm
+SLM := runs/slm
 
 .PHONY: setup run test lint clean
 
@@ -17,6 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/slcolm slm encoder
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,6 +31,12 @@ run: setup
 	@if [ -f $(DATA)/replay/test401_gold.jsonl ]; then \
 		$(BIN)/slcolm replay --data $(DATA); \
 	else echo "no replay pack in $(DATA)/replay: skipping the replay"; fi
+	@# a finished training writes its summary last; an interrupted one is started again
+	@test -f $(SLM)/training_summary.json || $(BIN)/slcolm slm train --data $(DATA) --out $(SLM)
+	rm -f $(SLM)/test_predictions.jsonl
+	$(BIN)/slcolm slm predict --model $(SLM) --data $(DATA)/test.json --out $(SLM)/test_predictions.jsonl
+	$(BIN)/slcolm evaluate --pred $(SLM)/test_predictions.jsonl --gold $(DATA)/test.json --protocol paper
+	$(BIN)/slcolm evaluate --pred $(SLM)/test_predictions.jsonl --gold $(DATA)/test.json --protocol strict
 
 lint: setup
 	$(BIN)/ruff check .

