@@ -46,6 +46,22 @@ class TrainConfig:
     threads: int | None = None  # None: every core
 
 
+def length_buckets(
+    lengths: Sequence[int], batch_size: int, rng: random.Random, pool: int = 50
+) -> list[list[int]]:
+    """Batches of similar-length sentences in random order: sentences are shuffled, sorted by
+    length within pools of `pool` batches, cut into batches, and the batches shuffled. Padding
+    then costs little, while every epoch still sees new batch compositions."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for lo in range(0, len(order), batch_size * pool):
+        chunk = sorted(order[lo : lo + batch_size * pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 StepCallback = Callable[[int, int, int, float], None]
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -124,15 +140,12 @@ def train(
     best_score: tuple[float, float] | None = None
     stale = 0
     out_of_time = False
-    order = list(range(len(train_records)))
+    lengths = [len(r.text) for r in train_records]
     for epoch in range(1, config.epochs + 1):
         model.train()
-        rng.shuffle(order)
         losses = []
-        for step in range(steps_per_epoch):
-            chunk = [
-                train_records[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]
-            ]
+        for step, indices in enumerate(length_buckets(lengths, config.batch_size, rng)):
+            chunk = [train_records[i] for i in indices]
             items = [
                 encode_for_training(
                     r, vocab, labels, max_span, max_tokens, rng, config.neg_spans, config.neg_pairs
