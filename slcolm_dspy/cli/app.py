@@ -13,6 +13,7 @@ import typer
 
 from slcolm_dspy.cli.data_cmds import data_app
 from slcolm_dspy.cli.eval_cmds import evaluate, replay
+from slcolm_dspy.cli.schema_cmds import schema_app
 from slcolm_dspy.cli.slm_cmds import slm_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(slm_app, name="slm")
+app.add_typer(schema_app, name="schema")
 app.command()(evaluate)
 app.command()(replay)
 

@@ -47,6 +47,9 @@ class Schema:
     aliases: dict[str, str]
     corpus: CorpusSpec | None
     paper: PaperProtocolSpec
+    definitions: dict[str, str] = field(default_factory=dict)
+    statements: dict[str, str] = field(default_factory=dict)
+    triggers: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -72,6 +75,22 @@ class Schema:
             if display == name:
                 return code
         return None
+
+
+def _read_companion(source: str, name: str) -> dict[str, Any]:
+    """A file named by the schema (e.g. its trigger lexicon), beside the schema file."""
+    if source.startswith("signatures/"):
+        resource = resources.files("slcolm_dspy.signatures").joinpath(name)
+        blob = resource.read_bytes() if resource.is_file() else None
+    else:
+        path = Path(source).parent / name
+        blob = path.read_bytes() if path.is_file() else None
+    if blob is None:
+        raise SlcolmError(f"{source}: companion file {name} not found")
+    try:
+        return tomllib.loads(blob.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SlcolmError(f"{name}: not valid TOML: {exc}") from None
 
 
 def _resolve(name_or_path: str | Path) -> tuple[str, bytes]:
@@ -126,6 +145,16 @@ def _build(raw: dict[str, Any], source: str) -> Schema:
             sha256=dict(fetch.pop("sha256", {})),
         )
     paper = raw.get("evaluation", {}).get("paper", {})
+    definitions = dict(raw.get("definitions", {}))
+    unknown = sorted(set(definitions) - set(types))
+    if unknown:
+        raise SlcolmError(f"{source}: definitions for types not in [relations].types: {', '.join(unknown)}")
+    statements = dict(raw.get("statements", {}))
+    bad = sorted(t for t, x in statements.items() if t not in types or "{head}" not in x or "{tail}" not in x)
+    if bad:
+        raise SlcolmError(f"{source}: statements must name a known type and use {{head}} and {{tail}}: {bad}")
+    triggers_file = raw.get("guide", {}).get("triggers")
+    triggers = _read_companion(source, triggers_file).get("triggers", {}) if triggers_file else {}
     return Schema(
         name=raw["schema"]["name"],
         entity_names=dict(raw["entities"]),
@@ -142,6 +171,9 @@ def _build(raw: dict[str, Any], source: str) -> Schema:
             strip_words=tuple(paper.get("strip_words", ())),
             filter_excludes=tuple(paper.get("filter_excludes", ())),
         ),
+        definitions=definitions,
+        statements=statements,
+        triggers={t: list(g) for t, g in triggers.items() if t in types},
         source=source,
         raw=raw,
     )

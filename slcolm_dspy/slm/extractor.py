@@ -17,6 +17,16 @@ from slcolm_dspy.slm.vocab import CharVocab
 
 
 @dataclass
+class PairScores:
+    """One ordered pair of predicted entities (indices into the predicted record's entities) and
+    its probability for every relation type, in the model's label order."""
+
+    head: int
+    tail: int
+    probabilities: np.ndarray
+
+
+@dataclass
 class Representations:
     """Vectors for demonstration retrieval: one per sentence, one per predicted entity pair."""
 
@@ -35,6 +45,7 @@ class SpanExtractor:
         relation_threshold: float = 0.4,
         entity_threshold: float = 0.0,
         batch_size: int = 32,
+        overlapping: bool = False,
     ) -> None:
         self.model = model.eval()
         self.vocab = vocab
@@ -42,6 +53,7 @@ class SpanExtractor:
         self.relation_threshold = relation_threshold
         self.entity_threshold = entity_threshold
         self.batch_size = batch_size
+        self.overlapping = overlapping
 
     @classmethod
     def load(cls, directory: Path, **overrides: float) -> SpanExtractor:
@@ -68,6 +80,10 @@ class SpanExtractor:
         by_sentence: dict[int, list[int]] = {}
         for idx in keep.tolist():
             by_sentence.setdefault(int(batch.spans[idx, 0]), []).append(idx)
+        if not self.overlapping:
+            by_sentence = {
+                b: self._without_overlaps(idxs, batch.spans, conf) for b, idxs in by_sentence.items()
+            }
         pairs = [(a, b) for idxs in by_sentence.values() for a in idxs for b in idxs if a != b]
         pair_tensor = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
         pair_types = label[pair_tensor] if pairs else torch.zeros(0, 2, dtype=torch.long)
@@ -75,8 +91,26 @@ class SpanExtractor:
         rel_probs = torch.sigmoid(model.relation_head(pair_vecs))
         return batch, hidden, by_sentence, conf, label, pairs, pair_vecs, rel_probs
 
+    @staticmethod
+    def _without_overlaps(idxs: list[int], spans: torch.Tensor, conf: torch.Tensor) -> list[int]:
+        """Greedy by confidence: a span overlapping a more confident kept span is dropped
+        (overlapping gold mentions are rare: 17 pairs in the ChisRE train split)."""
+        kept: list[int] = []
+        for idx in sorted(idxs, key=lambda i: -float(conf[i])):
+            start, end = int(spans[idx, 1]), int(spans[idx, 2])
+            if all(end <= int(spans[k, 1]) or start >= int(spans[k, 2]) for k in kept):
+                kept.append(idx)
+        return kept
+
     def predict(self, records: Sequence[Sentence]) -> list[Sentence]:
-        out: list[Sentence] = []
+        return [sentence for sentence, _ in self.predict_with_pair_scores(records)]
+
+    def predict_with_pair_scores(
+        self, records: Sequence[Sentence]
+    ) -> list[tuple[Sentence, list[PairScores]]]:
+        """Predictions, plus every ordered pair of predicted entities with its probability for
+        every relation type (the above-threshold ones are the predicted relations)."""
+        out: list[tuple[Sentence, list[PairScores]]] = []
         for _, chunk in self._batches(records):
             batch, _, by_sentence, conf, label, pairs, _, rel_probs = self._run(chunk)
             entity_index: dict[int, int] = {}
@@ -95,21 +129,24 @@ class SpanExtractor:
                         )
                     )
             relations: dict[int, list[Relation]] = {b: [] for b in range(len(chunk))}
-            hits = (rel_probs > self.relation_threshold).nonzero().tolist()
-            for row, rel_type in hits:
-                a, b_ = pairs[row]
+            scores: dict[int, list[PairScores]] = {b: [] for b in range(len(chunk))}
+            probs = rel_probs.numpy()
+            for row, (a, b_) in enumerate(pairs):
                 sentence = int(batch.spans[a, 0])
-                relations[sentence].append(
-                    Relation(
-                        self.labels.relation_types[rel_type],
-                        entity_index[a],
-                        entity_index[b_],
-                        round(float(rel_probs[row, rel_type]), 4),
+                head, tail = entity_index[a], entity_index[b_]
+                scores[sentence].append(PairScores(head, tail, probs[row]))
+                for rel_type in (probs[row] > self.relation_threshold).nonzero()[0]:
+                    relations[sentence].append(
+                        Relation(
+                            self.labels.relation_types[rel_type],
+                            head,
+                            tail,
+                            round(float(probs[row, rel_type]), 4),
+                        )
                     )
-                )
             for b, sentence in enumerate(chunk):
                 rels = sorted(relations[b], key=lambda r: (r.head, r.tail, -(r.probability or 0)))
-                out.append(sentence.with_predictions(entities[b], rels))
+                out.append((sentence.with_predictions(entities[b], rels), scores[b]))
         return out
 
     def representations(self, records: Sequence[Sentence]) -> Representations:

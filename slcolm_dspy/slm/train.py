@@ -36,7 +36,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1
     freeze_layers: int = 0
-    neg_spans: int = 100
+    # Negative spans per sentence: the span head is cheap beside the encoder, and inference
+    # classifies every candidate, so training sees (nearly) all of them; 0 means all.
+    neg_spans: int = 1000
     neg_pairs: int = 100
     max_span: int | None = None  # None: the longest entity in the training data
     relation_threshold: float = 0.4

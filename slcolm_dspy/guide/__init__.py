@@ -1,0 +1,1 @@
+"""The guide stage: candidate definitions, demonstrations, DSPy programs, LLM backends."""

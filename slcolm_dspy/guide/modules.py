@@ -1,0 +1,53 @@
+"""The LLM stage as declarative DSPy modules: ordinary `dspy.Module`s whose predictors can be
+inspected, optimised, saved and loaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+import numpy as np
+
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.guide import signatures
+from slcolm_dspy.guide.choice import LETTERS, options_text, score_options
+
+
+class GuidedExtraction(dspy.Module):
+    """SLCoLM: sentence + SLM hints + candidate definitions + demonstrations -> entities and
+    relation triples. The route for strong LLMs."""
+
+    def __init__(self, schema: Schema) -> None:
+        super().__init__()
+        self.extract = dspy.Predict(signatures.guided_extraction(schema))
+
+    def forward(
+        self, sentence: str, slm_hints: str, definitions: str, demonstrations: str
+    ) -> dspy.Prediction:
+        return self.extract(
+            sentence=sentence, slm_hints=slm_hints, definitions=definitions, demonstrations=demonstrations
+        )
+
+
+class RelationChoice(dspy.Module):
+    """QA4RE: pick the statement about two entities that the sentence supports, or none.
+
+    With `lm` given and a backend that returns log-probabilities, every option gets a probability
+    (averaged over rotations of the options); otherwise the generated letter decides.
+    """
+
+    def __init__(self, schema: Schema, rotations: int = 2) -> None:
+        super().__init__()
+        self.choose = dspy.Predict(signatures.relation_choice(schema))
+        self.rotations = rotations
+
+    def forward(self, sentence: str, options: list[str], lm: Any = None) -> dspy.Prediction:
+        if lm is not None:
+            probs = score_options(lm, self.choose.signature.instructions, sentence, options, self.rotations)
+            if probs is not None:
+                best = int(np.argmax(probs))
+                return dspy.Prediction(answer=LETTERS[best], probabilities=probs.tolist(), scored=True)
+        answer = self.choose(sentence=sentence, options=options_text(options)).answer
+        letter = (answer or "").strip().upper()[:1]
+        probs = [1.0 if LETTERS[i] == letter else 0.0 for i in range(len(options))]
+        return dspy.Prediction(answer=letter, probabilities=probs, scored=False)

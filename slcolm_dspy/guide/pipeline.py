@@ -1,0 +1,335 @@
+"""Run the guide stage over records: SLM hints, candidate definitions, retrieved demonstrations,
+an LLM call per sentence (or per uncertain pair), grounded outputs appended as they arrive.
+
+A run directory holds `predictions.jsonl` (one record per sentence, with a `guide` key of
+metadata that readers ignore), `slm.jsonl` (the SLM's predictions for the same sentences),
+`dspy_cache/` and `run.json` (settings, counts, tokens, timing). A rerun resumes: sentences
+already in `predictions.jsonl` are skipped, so none is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import dspy
+import numpy as np
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Relation, Sentence
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.data.io import iter_jsonl
+from slcolm_dspy.data.writers import write_jsonl
+from slcolm_dspy.guide import render
+from slcolm_dspy.guide.candidates import CandidateSelector
+from slcolm_dspy.guide.choice import NONE_OF_THESE, ChoiceTask, RoutingSettings, route, statement
+from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
+from slcolm_dspy.guide.embed import Embedder, cached_passages
+from slcolm_dspy.guide.grounding import Grounder, GroundingStats
+from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
+from slcolm_dspy.slm.extractor import PairScores, SpanExtractor
+
+ModuleName = Literal["extract", "choice"]
+TRANSPORT_RETRIES = 3
+
+
+@dataclass
+class GuideConfig:
+    module: ModuleName = "extract"
+    demos: int = 2
+    demo_source: Literal["sentence", "slm"] = "sentence"
+    demo_order: DemoOrder = "ascending"
+    top_m: int = 4
+    max_definitions: int = 12
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    verify: bool = True  # choice: ask yes/no about uncertain SLM triples
+    relabel: bool = True  # choice: ask which type holds for uncertain pairs
+    rotations: int = 2
+    concurrency: int = 1
+    adapter: Literal["json", "chat"] = "json"
+
+
+@dataclass
+class Prepared:
+    """Everything about one sentence that does not need the LLM."""
+
+    record: Sentence
+    slm: Sentence
+    pair_scores: list[PairScores]
+    definitions: list[str]
+    demos: list[Demo]
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    import litellm
+
+    names = (
+        "APIConnectionError",
+        "Timeout",
+        "ServiceUnavailableError",
+        "RateLimitError",
+        "InternalServerError",
+    )
+    return (*(getattr(litellm, n) for n in names if hasattr(litellm, n)), TimeoutError, ConnectionError)
+
+
+class Guide:
+    def __init__(
+        self,
+        schema: Schema,
+        slm: SpanExtractor,
+        embedder: Embedder,
+        pool: Sequence[Sentence],
+        config: GuideConfig,
+        cache: Path | None = None,
+    ) -> None:
+        self.schema = schema
+        self.slm = slm
+        self.embedder = embedder
+        self.config = config
+        self.selector = CandidateSelector(schema, embedder, config.top_m, config.max_definitions)
+        self.grounder = Grounder(schema)
+        form = render.text_form(schema)
+        pool_slm = slm.predict(pool) if pool else []
+        self.pool = [Demo(g, s) for g, s in zip(pool, pool_slm, strict=True)]
+        if config.demos and self.pool:
+            vectors = self._vectors([d.gold for d in self.pool], passages=True, cache=cache)
+            self.retriever: DemoRetriever | None = DemoRetriever(self.pool, vectors)
+        else:
+            self.retriever = None
+        self.extraction = GuidedExtraction(schema)
+        self.choice = RelationChoice(schema, config.rotations)
+        self._form = form
+
+    def _vectors(
+        self, records: Sequence[Sentence], *, passages: bool, cache: Path | None = None
+    ) -> np.ndarray:
+        if self.config.demo_source == "slm":  # GPT-RE style: the task model's own representation
+            return self.slm.representations(records).sentences
+        texts = [r.form(self._form) for r in records]
+        if passages:
+            return cached_passages(self.embedder, texts, cache)
+        return self.embedder.queries(texts)
+
+    def prepare(self, records: Sequence[Sentence]) -> list[Prepared]:
+        predicted = self.slm.predict_with_pair_scores(records)
+        slm_records = [p for p, _ in predicted]
+        definitions = self.selector.select_all(records, slm_records)
+        if self.retriever is not None:
+            demos = self.retriever.retrieve(
+                records, self._vectors(records, passages=False), self.config.demos, self.config.demo_order
+            )
+        else:
+            demos = [[] for _ in records]
+        return [
+            Prepared(r, s, scores, d, m)
+            for r, (s, scores), d, m in zip(records, predicted, definitions, demos, strict=True)
+        ]
+
+    # ---- extraction (SLCoLM) ---------------------------------------------------------------
+    def extraction_inputs(self, item: Prepared) -> dict[str, str]:
+        return {
+            "sentence": item.record.form(self._form),
+            "slm_hints": render.hints_block(item.slm, self.schema),
+            "definitions": render.definitions_block(item.definitions, self.schema),
+            "demonstrations": render.demonstrations_block([(d.gold, d.slm) for d in item.demos], self.schema),
+        }
+
+    def prompt_chars(self, item: Prepared, adapter: Any) -> int:
+        messages = adapter.format(self.extraction.extract.signature, [], self.extraction_inputs(item))
+        return sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
+
+    def extract(self, item: Prepared) -> tuple[Sentence, dict[str, Any]]:
+        meta: dict[str, Any] = {"definitions": item.definitions, "demos": [d.gold.id for d in item.demos]}
+        try:
+            prediction = self.extraction(**self.extraction_inputs(item))
+            mentions, triples = prediction.entities, prediction.relations
+        except dspy.utils.exceptions.AdapterParseError:
+            meta["parse_error"] = True
+            mentions, triples = [], []
+        grounded, stats = self.grounder.ground(item.record, item.slm, mentions, triples)
+        meta["grounding"] = dict(stats.counts)
+        return grounded, meta
+
+    # ---- multiple choice (QA4RE + filter-then-rerank) --------------------------------------
+    def choice_tasks(self, item: Prepared) -> list[ChoiceTask]:
+        types = self.slm.labels.relation_types
+        predicted = {(r.head, r.tail, r.type) for r in item.slm.relations}
+        tasks = []
+        for pair in item.pair_scores:
+            options = route(pair.probabilities, types, self.config.routing)
+            if options is None:
+                continue
+            probs = [float(pair.probabilities[types.index(t)]) for t in options]
+            if self.config.relabel:
+                tasks.append(ChoiceTask(pair.head, pair.tail, options, probs, "relabel"))
+            if self.config.verify:
+                for t, p in zip(options, probs, strict=True):
+                    if (pair.head, pair.tail, t) in predicted:
+                        tasks.append(ChoiceTask(pair.head, pair.tail, [t], [p], "verify"))
+        return tasks
+
+    def choose(self, item: Prepared, lm: Any) -> tuple[Sentence, dict[str, Any]]:
+        """The SLM's record with uncertain triples verified and uncertain pairs relabelled.
+
+        The LLM's probabilities are kept in the metadata, so the merge policy can set its own
+        thresholds on dev; here a relabel needs the chosen option above 0.5 and a verified triple
+        is dropped below 0.5.
+        """
+        sentence = item.record.form(self._form)
+        record = item.slm
+        names = [record.span(e, self._form) for e in record.entities]
+        decisions = []
+        drop: set[tuple[int, int, str]] = set()
+        add: list[Relation] = []
+        for task in self.choice_tasks(item):
+            head, tail = names[task.head], names[task.tail]
+            if task.kind == "verify":
+                options = [f"{statement(self.schema, task.types[0], head, tail)}：成立", "不成立"]
+            else:
+                options = [statement(self.schema, t, head, tail) for t in task.types] + [NONE_OF_THESE]
+            result = self.choice(sentence=sentence, options=options, lm=lm)
+            probs = list(result.probabilities)
+            decisions.append({**asdict(task), "llm_probabilities": probs, "scored": result.scored})
+            if task.kind == "verify":
+                if probs[0] < 0.5:
+                    drop.add((task.head, task.tail, task.types[0]))
+            else:
+                best = int(np.argmax(probs))
+                if best < len(task.types) and probs[best] > 0.5:
+                    chosen = task.types[best]
+                    drop.update((task.head, task.tail, t) for t in task.types if t != chosen)
+                    add.append(Relation(chosen, task.head, task.tail, task.slm_probabilities[best]))
+                elif best == len(task.types) and probs[best] > 0.5:
+                    drop.update((task.head, task.tail, t) for t in task.types)
+        kept = [r for r in record.relations if (r.head, r.tail, r.type) not in drop]
+        present = {(r.head, r.tail, r.type) for r in kept}
+        kept += [r for r in add if (r.head, r.tail, r.type) not in present]
+        return record.with_predictions(record.entities, kept), {"choices": decisions}
+
+
+@dataclass
+class RunSummary:
+    sentences: int = 0
+    resumed: int = 0
+    llm_calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    prompt_chars: list[int] = field(default_factory=list)
+    parse_errors: int = 0
+    routed_pairs: int = 0
+    pairs: int = 0
+    seconds: float = 0.0
+    grounding: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        n = max(1, self.sentences)
+        chars = self.prompt_chars
+        return {
+            "sentences": self.sentences,
+            "resumed": self.resumed,
+            "llm_calls": self.llm_calls,
+            "cached_calls": self.cached_calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "prompt_tokens_mean": self.prompt_tokens / max(1, self.llm_calls - self.cached_calls),
+            "prompt_chars_mean": sum(chars) / len(chars) if chars else 0.0,
+            "cost": self.cost,
+            "parse_errors": self.parse_errors,
+            "pairs": self.pairs,
+            "routed_pairs": self.routed_pairs,
+            "routed_share": self.routed_pairs / self.pairs if self.pairs else 0.0,
+            "seconds": round(self.seconds, 2),
+            "seconds_per_sentence": self.seconds / n,
+            "grounding": dict(self.grounding),
+        }
+
+
+def done_ids(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    return {str(obj["id"]) for _, obj in iter_jsonl(path) if isinstance(obj, dict) and "id" in obj}
+
+
+def run_guide(
+    guide: Guide,
+    records: Sequence[Sentence],
+    lm: Any,
+    run_dir: Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    on_done: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run `guide.config.module` over `records`, appending to run_dir/predictions.jsonl."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(run_dir / "dspy_cache"))
+    out_path = run_dir / "predictions.jsonl"
+    done = done_ids(out_path)
+    todo = [r for r in records if r.id not in done]
+    summary = RunSummary(resumed=len(done))
+    adapter = dspy.JSONAdapter() if guide.config.adapter == "json" else dspy.ChatAdapter()
+    history_start = len(lm.history)
+    started = time.monotonic()
+    prepared = guide.prepare(todo)
+    write_jsonl(
+        [p.slm for p in guide.prepare(records)] if done else [p.slm for p in prepared], run_dir / "slm.jsonl"
+    )
+    lock = threading.Lock()
+    transport = _transport_errors()
+
+    def work(item: Prepared) -> tuple[Sentence, dict[str, Any]]:
+        for attempt in range(TRANSPORT_RETRIES + 1):
+            try:
+                with dspy.context(lm=lm, adapter=adapter):
+                    if guide.config.module == "extract":
+                        return guide.extract(item)
+                    return guide.choose(item, lm)
+            except transport as exc:
+                if attempt == TRANSPORT_RETRIES:
+                    raise SlcolmError(f"the LLM is unreachable after {attempt + 1} tries: {exc}") from None
+                time.sleep(2**attempt)
+        raise AssertionError("unreachable")
+
+    with (
+        out_path.open("a", encoding="utf-8") as sink,
+        ThreadPoolExecutor(max(1, guide.config.concurrency)) as pool,
+    ):
+        for item, (record, meta) in zip(prepared, pool.map(work, prepared), strict=True):
+            if guide.config.module == "extract":
+                summary.prompt_chars.append(guide.prompt_chars(item, adapter))
+                summary.parse_errors += int(meta.get("parse_error", False))
+                summary.grounding.update(meta.get("grounding", {}))
+            else:
+                summary.pairs += len(item.pair_scores)
+                routed = {(c["head"], c["tail"]) for c in meta["choices"]}
+                summary.routed_pairs += len(routed)
+            with lock:
+                sink.write(json.dumps({**record.to_json(), "guide": meta}, ensure_ascii=False) + "\n")
+                sink.flush()
+                summary.sentences += 1
+            if on_done:
+                on_done(summary.sentences, len(todo))
+    summary.seconds = time.monotonic() - started
+    for entry in lm.history[history_start:]:
+        summary.llm_calls += 1
+        usage = entry.get("usage") or {}
+        if entry.get("cache_hit") or not usage:
+            summary.cached_calls += 1
+        summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        summary.completion_tokens += int(usage.get("completion_tokens") or 0)
+        summary.cost += float(entry.get("cost") or 0.0)
+    result = {"settings": settings or {}, "config": asdict(guide.config), **summary.as_dict()}
+    (run_dir / "run.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    return result
+
+
+__all__ = ["GroundingStats", "Guide", "GuideConfig", "run_guide"]
