@@ -34,6 +34,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="measure this trained model instead of training")
     parser.add_argument("--encoder", default="e5")
     parser.add_argument("--freeze-layers", type=int, default=0)
+    defaults = TrainConfig()
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--lr-encoder", type=float, default=defaults.lr_encoder)
+    parser.add_argument("--lr-heads", type=float, default=defaults.lr_heads)
+    parser.add_argument("--neg-spans", type=int, default=defaults.neg_spans)
+    parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes)
     parser.add_argument("--results", type=Path, default=Path("bench/results/slm.json"))
     args = parser.parse_args()
 
@@ -43,7 +49,15 @@ def main() -> None:
     test_records, _ = load_split(args.data, "test", schema)
     model_dir = args.model or args.out
     if args.model is None:
-        config = TrainConfig(encoder=args.encoder, freeze_layers=args.freeze_layers)
+        config = TrainConfig(
+            encoder=args.encoder,
+            freeze_layers=args.freeze_layers,
+            epochs=args.epochs,
+            lr_encoder=args.lr_encoder,
+            lr_heads=args.lr_heads,
+            neg_spans=args.neg_spans,
+            max_minutes=args.max_minutes,
+        )
         summary = train(
             train_records,
             dev_records,
@@ -85,6 +99,7 @@ def main() -> None:
         "train_minutes": summary["minutes_to_best"],
         "train_total_minutes": summary["total_minutes"],
         "stopped": summary["stopped"],
+        "relation_threshold": summary.get("relation_threshold"),
         "sentences_per_second": round(len(test_records) / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "encoder": summary["config"]["encoder"],

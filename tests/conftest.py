@@ -50,3 +50,36 @@ def replay_pack(replay_dir: Path, schema: Schema):
     from slcolm_dspy.data.replay_pack import ReplayPack
 
     return ReplayPack.load(replay_dir, schema)
+
+
+@pytest.fixture(scope="session")
+def handful(schema, corpus_dir):
+    """Six short dev sentences that carry relations: small enough for a tiny model to fit."""
+    from slcolm_dspy.data.corpus import load_split
+
+    dev, _ = load_split(corpus_dir, "dev", schema)
+    return [r for r in dev if len(r.text) <= 24 and len(r.relations) >= 2][:6]
+
+
+@pytest.fixture(scope="session")
+def tiny_slm(handful, schema, tmp_path_factory):
+    """A scratch-encoder SLM overfitted on `handful` (seconds on one thread)."""
+    from slcolm_dspy.slm.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("slm")
+    config = TrainConfig(
+        encoder="scratch",
+        epochs=70,
+        batch_size=2,
+        lr_encoder=5e-3,
+        lr_heads=5e-3,
+        warmup=0.05,
+        neg_spans=0,
+        neg_pairs=0,
+        dropout=0.0,
+        patience=70,
+        threads=1,
+        max_minutes=3,
+    )
+    summary = train(handful, handful, schema, out, config)
+    return out, summary

@@ -16,36 +16,8 @@ from slcolm_dspy.slm.extractor import SpanExtractor
 from slcolm_dspy.slm.train import TrainConfig, train
 
 
-@pytest.fixture(scope="module")
-def handful(schema, corpus_dir):
-    dev, _ = load_split(corpus_dir, "dev", schema)
-    # short sentences that carry relations, so a small model can fit them quickly
-    return [r for r in dev if len(r.text) <= 24 and len(r.relations) >= 2][:6]
-
-
-@pytest.fixture(scope="module")
-def overfit(handful, schema, tmp_path_factory):
-    out = tmp_path_factory.mktemp("slm")
-    config = TrainConfig(
-        encoder="scratch",
-        epochs=70,
-        batch_size=2,
-        lr_encoder=5e-3,
-        lr_heads=5e-3,
-        warmup=0.05,
-        neg_spans=0,
-        neg_pairs=0,
-        dropout=0.0,
-        patience=70,
-        threads=1,
-        max_minutes=3,
-    )
-    summary = train(handful, handful, schema, out, config)
-    return out, summary
-
-
-def test_tiny_model_overfits_a_handful_of_sentences(overfit, handful, schema):
-    out, summary = overfit
+def test_tiny_model_overfits_a_handful_of_sentences(tiny_slm, handful, schema):
+    out, summary = tiny_slm
     history = summary["history"]
     assert history[-1]["loss"] < 0.1 * history[0]["loss"]
     predictions = SpanExtractor.load(out).predict(handful)
@@ -56,25 +28,31 @@ def test_tiny_model_overfits_a_handful_of_sentences(overfit, handful, schema):
     assert all(r.probability is not None and r.probability > 0.4 for p in predictions for r in p.relations)
 
 
-def test_save_then_load_gives_identical_predictions(overfit, handful, schema, corpus_dir):
-    out, _ = overfit
+def test_save_then_load_gives_identical_predictions(tiny_slm, handful, schema, corpus_dir):
+    out, _ = tiny_slm
     dev, _ = load_split(corpus_dir, "dev", schema)
     first = SpanExtractor.load(out).predict(dev[:40])
     again = SpanExtractor.load(out).predict(dev[:40])
     assert first == again
     summary = json.loads((out / "training_summary.json").read_text(encoding="utf-8"))
     assert summary["best_epoch"] is not None and summary["config"]["encoder"] == "scratch"
+    # the relation threshold is chosen on dev after training and travels with the model
+    chosen = summary["relation_threshold"]["chosen"]
+    assert chosen in TrainConfig().threshold_grid and set(summary["relation_threshold"]["dev"]) == {
+        str(t) for t in TrainConfig().threshold_grid
+    }
+    assert SpanExtractor.load(out).relation_threshold == chosen
 
 
-def test_representations_for_retrieval(overfit, handful):
-    out, _ = overfit
+def test_representations_for_retrieval(tiny_slm, handful):
+    out, _ = tiny_slm
     reps = SpanExtractor.load(out).representations(handful)
     assert reps.sentences.shape[0] == len(handful)
     assert reps.pair_vectors.shape[0] == len(reps.pairs) > 0
 
 
-def test_broken_model_directories(overfit, tmp_path):
-    out, _ = overfit
+def test_broken_model_directories(tiny_slm, tmp_path):
+    out, _ = tiny_slm
     with pytest.raises(SlcolmError, match="not a directory"):
         SpanExtractor.load(tmp_path / "nowhere")
     copy = tmp_path / "copy"
@@ -94,8 +72,8 @@ def test_broken_model_directories(overfit, tmp_path):
         SpanExtractor.load(copy)
 
 
-def test_cli_predict_resumes_and_evaluates(overfit, handful, tmp_path):
-    out, _ = overfit
+def test_cli_predict_resumes_and_evaluates(tiny_slm, handful, tmp_path):
+    out, _ = tiny_slm
     data = tmp_path / "in.jsonl"
     write_jsonl(handful, data)
     preds = tmp_path / "pred.jsonl"

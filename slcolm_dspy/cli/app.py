@@ -13,6 +13,7 @@ import typer
 
 from slcolm_dspy.cli.data_cmds import data_app
 from slcolm_dspy.cli.eval_cmds import evaluate, replay
+from slcolm_dspy.cli.guide_cmds import guide, serve
 from slcolm_dspy.cli.schema_cmds import schema_app
 from slcolm_dspy.cli.slm_cmds import slm_app
 
@@ -28,6 +29,8 @@ app.add_typer(slm_app, name="slm")
 app.add_typer(schema_app, name="schema")
 app.command()(evaluate)
 app.command()(replay)
+app.command()(guide)
+app.command()(serve)
 
 
 def main() -> None:

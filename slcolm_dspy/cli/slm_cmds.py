@@ -47,13 +47,13 @@ def train(
             help="e5 (multilingual-e5-small, offline), scratch, or a local Hugging Face checkpoint."
         ),
     ] = "e5",
-    epochs: Annotated[int, typer.Option(min=1)] = 7,
+    epochs: Annotated[int, typer.Option(min=1)] = 8,
     max_minutes: Annotated[float, typer.Option(help="Stop after this much wall-clock time.")] = 28.0,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     freeze_layers: Annotated[
         int, typer.Option(min=0, help="Freeze embeddings and this many lower layers.")
     ] = 0,
-    lr_encoder: float = 8e-5,
+    lr_encoder: float = 1e-4,
     lr_heads: float = 1e-3,
     relation_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.4,
     patience: Annotated[int, typer.Option(min=1, help="Epochs without dev improvement before stopping.")] = 3,

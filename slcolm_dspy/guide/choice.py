@@ -90,14 +90,8 @@ def letter_probabilities(logprobs: Any, n: int) -> np.ndarray | None:
     return mass / total if total > 0 else None
 
 
-def choice_messages(instructions: str, sentence: str, options: Sequence[str]) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": instructions},
-        {
-            "role": "user",
-            "content": f"句子：{sentence}\n选项：\n{options_text(options)}\n答案（只写一个字母）：",
-        },
-    ]
+def choice_prompt(instructions: str, sentence: str, options: Sequence[str]) -> str:
+    return f"{instructions}\n\n句子：{sentence}\n选项：\n{options_text(options)}\n答案（只写一个字母）："
 
 
 def score_options(
@@ -110,7 +104,7 @@ def score_options(
     for order in rotations(n, count):
         shown = [options[i] for i in order]
         outputs = lm(
-            messages=choice_messages(instructions, sentence, shown),
+            choice_prompt(instructions, sentence, shown),
             max_tokens=1,
             temperature=0.0,
             logprobs=True,

@@ -29,7 +29,14 @@ from slcolm_dspy.data.io import iter_jsonl
 from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.candidates import CandidateSelector
-from slcolm_dspy.guide.choice import NONE_OF_THESE, ChoiceTask, RoutingSettings, route, statement
+from slcolm_dspy.guide.choice import (
+    NONE_OF_THESE,
+    ChoiceTask,
+    RoutingSettings,
+    choice_prompt,
+    route,
+    statement,
+)
 from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
 from slcolm_dspy.guide.embed import Embedder, cached_passages
 from slcolm_dspy.guide.grounding import Grounder, GroundingStats
@@ -96,7 +103,7 @@ class Guide:
         self.config = config
         self.selector = CandidateSelector(schema, embedder, config.top_m, config.max_definitions)
         self.grounder = Grounder(schema)
-        form = render.text_form(schema)
+        self._form = render.text_form(schema)
         pool_slm = slm.predict(pool) if pool else []
         self.pool = [Demo(g, s) for g, s in zip(pool, pool_slm, strict=True)]
         if config.demos and self.pool:
@@ -106,7 +113,6 @@ class Guide:
             self.retriever = None
         self.extraction = GuidedExtraction(schema)
         self.choice = RelationChoice(schema, config.rotations)
-        self._form = form
 
     def _vectors(
         self, records: Sequence[Sentence], *, passages: bool, cache: Path | None = None
@@ -187,6 +193,8 @@ class Guide:
         record = item.slm
         names = [record.span(e, self._form) for e in record.entities]
         decisions = []
+        prompt_chars: list[int] = []
+        instructions = self.choice.choose.signature.instructions
         drop: set[tuple[int, int, str]] = set()
         add: list[Relation] = []
         for task in self.choice_tasks(item):
@@ -195,6 +203,7 @@ class Guide:
                 options = [f"{statement(self.schema, task.types[0], head, tail)}：成立", "不成立"]
             else:
                 options = [statement(self.schema, t, head, tail) for t in task.types] + [NONE_OF_THESE]
+            prompt_chars.append(len(choice_prompt(instructions, sentence, options)))
             result = self.choice(sentence=sentence, options=options, lm=lm)
             probs = list(result.probabilities)
             decisions.append({**asdict(task), "llm_probabilities": probs, "scored": result.scored})
@@ -212,7 +221,10 @@ class Guide:
         kept = [r for r in record.relations if (r.head, r.tail, r.type) not in drop]
         present = {(r.head, r.tail, r.type) for r in kept}
         kept += [r for r in add if (r.head, r.tail, r.type) not in present]
-        return record.with_predictions(record.entities, kept), {"choices": decisions}
+        return record.with_predictions(record.entities, kept), {
+            "choices": decisions,
+            "prompt_chars": prompt_chars,
+        }
 
 
 @dataclass
@@ -309,6 +321,7 @@ def run_guide(
                 summary.parse_errors += int(meta.get("parse_error", False))
                 summary.grounding.update(meta.get("grounding", {}))
             else:
+                summary.prompt_chars.extend(meta["prompt_chars"])
                 summary.pairs += len(item.pair_scores)
                 routed = {(c["head"], c["tail"]) for c in meta["choices"]}
                 summary.routed_pairs += len(routed)

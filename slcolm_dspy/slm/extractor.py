@@ -149,6 +149,21 @@ class SpanExtractor:
                 out.append((sentence.with_predictions(entities[b], rels), scores[b]))
         return out
 
+    def with_threshold(
+        self, predicted: Sequence[tuple[Sentence, list[PairScores]]], threshold: float
+    ) -> list[Sentence]:
+        """The same predictions with relations re-read from the pair scores at another threshold."""
+        out = []
+        for sentence, pairs in predicted:
+            relations = [
+                Relation(self.labels.relation_types[t], p.head, p.tail, round(float(p.probabilities[t]), 4))
+                for p in pairs
+                for t in (p.probabilities > threshold).nonzero()[0]
+            ]
+            relations.sort(key=lambda r: (r.head, r.tail, -(r.probability or 0)))
+            out.append(sentence.with_predictions(sentence.entities, relations))
+        return out
+
     def representations(self, records: Sequence[Sentence]) -> Representations:
         sentence_vecs, pair_rows, pair_vecs = [], [], []
         for lo, chunk in self._batches(records):
