@@ -20,7 +20,7 @@ from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.slm.extractor import SpanExtractor
-from slcolm_dspy.slm.train import TrainConfig, train
+from slcolm_dspy.slm.train import TrainConfig, choose_threshold, train
 
 
 def pct(x: float) -> float:
@@ -40,7 +40,13 @@ def main() -> None:
     parser.add_argument("--lr-heads", type=float, default=defaults.lr_heads)
     parser.add_argument("--neg-spans", type=int, default=defaults.neg_spans)
     parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes)
+    parser.add_argument("--text-form", default=None, help="read this form of the text (e.g. simplified)")
     parser.add_argument("--results", type=Path, default=Path("bench/results/slm.json"))
+    parser.add_argument(
+        "--choose-threshold",
+        action="store_true",
+        help="with --model: choose its relation threshold on dev first",
+    )
     args = parser.parse_args()
 
     schema = load_schema("chisre")
@@ -57,6 +63,7 @@ def main() -> None:
             lr_heads=args.lr_heads,
             neg_spans=args.neg_spans,
             max_minutes=args.max_minutes,
+            text_form=args.text_form,
         )
         summary = train(
             train_records,
@@ -68,6 +75,10 @@ def main() -> None:
         )
     else:
         summary = json.loads((model_dir / "training_summary.json").read_text(encoding="utf-8"))
+        if args.choose_threshold:
+            summary["relation_threshold"] = choose_threshold(
+                model_dir, dev_records, schema, TrainConfig().threshold_grid
+            )
 
     extractor = SpanExtractor.load(model_dir)
     extractor.predict(test_records[:32])  # warm-up

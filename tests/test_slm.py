@@ -111,3 +111,17 @@ def test_pretrained_encoder_path_trains_saves_and_loads(handful, schema, tmp_pat
     assert summary["vocab_size"] < 300  # embedding rows cut to the characters used
     first = SpanExtractor.load(out).predict(handful)
     assert SpanExtractor.load(out).predict(handful) == first
+
+
+def test_model_can_read_the_simplified_form(handful, schema, tmp_path):
+    """Trained on the aligned simplified form, the model still answers with offsets and strings
+    of the record's own text."""
+    config = TrainConfig(encoder="scratch", epochs=3, batch_size=3, threads=1, text_form="simplified")
+    train(handful, handful, schema, tmp_path, config)
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))["chars"]
+    simplified = {c for r in handful for c in r.variants["simplified"]} - {c for r in handful for c in r.text}
+    assert simplified and simplified <= set(vocab)
+    extractor = SpanExtractor.load(tmp_path)
+    assert extractor.text_form == "simplified"
+    for record, pred in zip(handful, extractor.predict(handful), strict=True):
+        assert all(record.text[e.start : e.end] == e.text for e in pred.entities)

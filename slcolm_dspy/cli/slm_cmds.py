@@ -56,6 +56,10 @@ def train(
     lr_encoder: float = 1e-4,
     lr_heads: float = 1e-3,
     relation_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.4,
+    text_form: Annotated[
+        str | None,
+        typer.Option(help="Read this aligned form of the text, e.g. simplified (offsets unchanged)."),
+    ] = None,
     patience: Annotated[int, typer.Option(min=1, help="Epochs without dev improvement before stopping.")] = 3,
     seed: int = 13,
     threads: Annotated[int | None, typer.Option(help="Torch threads; default: every core.")] = None,
@@ -80,6 +84,7 @@ def train(
         lr_encoder=lr_encoder,
         lr_heads=lr_heads,
         relation_threshold=relation_threshold,
+        text_form=text_form,
         patience=patience,
         seed=seed,
         threads=threads,

@@ -50,6 +50,7 @@ def encode_for_training(
     rng: random.Random,
     neg_spans: int,
     neg_pairs: int,
+    text_form: str | None = None,
 ) -> Encoded:
     n = usable_chars(sentence, max_tokens)
     gold: dict[tuple[int, int], int] = {}
@@ -76,13 +77,17 @@ def encode_for_training(
         others = rng.sample(others, neg_pairs)
     pairs = [*relations, *others]
     pair_labels = [*relations.values(), *([[]] * len(others))]
-    ids = vocab.encode(sentence.text[:n])
+    ids = vocab.encode(sentence.form(text_form)[:n])
     return Encoded(ids, spans, span_labels, pairs, pair_labels)
 
 
-def encode_for_inference(sentence: Sentence, vocab: CharVocab, max_span: int, max_tokens: int) -> Encoded:
+def encode_for_inference(
+    sentence: Sentence, vocab: CharVocab, max_span: int, max_tokens: int, text_form: str | None = None
+) -> Encoded:
+    """`text_form` names the form of the text the model reads (a variant aligned character by
+    character with the text, so offsets are the same); records without it give their text."""
     n = usable_chars(sentence, max_tokens)
-    return Encoded(vocab.encode(sentence.text[:n]), candidate_spans(n, max_span))
+    return Encoded(vocab.encode(sentence.form(text_form)[:n]), candidate_spans(n, max_span))
 
 
 def collate(items: list[Encoded], n_relation_types: int, with_labels: bool) -> Batch:

@@ -15,6 +15,8 @@ from slcolm_dspy.slm.batching import Labels, collate, encode_for_inference
 from slcolm_dspy.slm.model import SpanRelationModel
 from slcolm_dspy.slm.vocab import CharVocab
 
+CHAR_BUDGET = 1600  # characters per inference batch (about 32 sentences of median length)
+
 
 @dataclass
 class PairScores:
@@ -46,6 +48,7 @@ class SpanExtractor:
         entity_threshold: float = 0.0,
         batch_size: int = 32,
         overlapping: bool = False,
+        text_form: str | None = None,
     ) -> None:
         self.model = model.eval()
         self.vocab = vocab
@@ -54,23 +57,39 @@ class SpanExtractor:
         self.entity_threshold = entity_threshold
         self.batch_size = batch_size
         self.overlapping = overlapping
+        self.text_form = text_form
 
     @classmethod
     def load(cls, directory: Path, **overrides: float) -> SpanExtractor:
         model, vocab, labels, config = checkpoint.load(directory)
-        settings = {"relation_threshold": config.get("relation_threshold", 0.4)}
+        settings: dict = {
+            "relation_threshold": config.get("relation_threshold", 0.4),
+            "text_form": config.get("text_form"),
+        }
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model, vocab, labels, **settings)
 
     def _batches(self, records: Sequence[Sentence]) -> Iterator[tuple[int, list[Sentence]]]:
-        for lo in range(0, len(records), self.batch_size):
-            yield lo, list(records[lo : lo + self.batch_size])
+        """Consecutive chunks of at most `batch_size` sentences and `CHAR_BUDGET` characters: the
+        span and pair tensors grow with length, so long sentences go in smaller batches."""
+        lo = 0
+        while lo < len(records):
+            hi, chars = lo, 0
+            while hi < len(records) and hi - lo < self.batch_size:
+                chars += len(records[hi].text)
+                if hi > lo and chars > CHAR_BUDGET:
+                    break
+                hi += 1
+            yield lo, list(records[lo:hi])
+            lo = hi
 
     @torch.no_grad()
     def _run(self, chunk: list[Sentence]):
         model = self.model
         max_tokens = model.encoder.max_length
-        items = [encode_for_inference(s, self.vocab, model.max_span, max_tokens) for s in chunk]
+        items = [
+            encode_for_inference(s, self.vocab, model.max_span, max_tokens, self.text_form) for s in chunk
+        ]
         batch = collate(items, len(self.labels.relation_types), with_labels=False)
         hidden = model.encoder(batch.ids, batch.mask)
         span_vecs = model.span_vectors(hidden, batch.spans)
@@ -109,9 +128,14 @@ class SpanExtractor:
         self, records: Sequence[Sentence]
     ) -> list[tuple[Sentence, list[PairScores]]]:
         """Predictions, plus every ordered pair of predicted entities with its probability for
-        every relation type (the above-threshold ones are the predicted relations)."""
+        every relation type (the above-threshold ones are the predicted relations).
+
+        Sentences are batched with others of similar length (little padding) and returned in
+        their input order."""
+        by_length = sorted(range(len(records)), key=lambda i: len(records[i].text))
+        ordered = [records[i] for i in by_length]
         out: list[tuple[Sentence, list[PairScores]]] = []
-        for _, chunk in self._batches(records):
+        for _, chunk in self._batches(ordered):
             batch, _, by_sentence, conf, label, pairs, _, rel_probs = self._run(chunk)
             entity_index: dict[int, int] = {}
             entities: dict[int, list[Entity]] = {b: [] for b in range(len(chunk))}
@@ -147,7 +171,10 @@ class SpanExtractor:
             for b, sentence in enumerate(chunk):
                 rels = sorted(relations[b], key=lambda r: (r.head, r.tail, -(r.probability or 0)))
                 out.append((sentence.with_predictions(entities[b], rels), scores[b]))
-        return out
+        restored: list[tuple[Sentence, list[PairScores]]] = [out[0]] * len(out) if out else []
+        for position, original in enumerate(by_length):
+            restored[original] = out[position]
+        return restored
 
     def with_threshold(
         self, predicted: Sequence[tuple[Sentence, list[PairScores]]], threshold: float

@@ -42,6 +42,7 @@ class TrainConfig:
     neg_spans: int = 150
     neg_pairs: int = 100
     max_span: int | None = None  # None: the longest entity in the training data
+    text_form: str | None = None  # read this variant of the text (e.g. "simplified"); None: the text
     relation_threshold: float = 0.4  # starting value; the final one is chosen on dev
     threshold_grid: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
     dropout: float = 0.1
@@ -132,13 +133,19 @@ def train(
         (e.end or 0) - (e.start or 0) for r in train_records for e in r.entities if e.grounded
     )
     encoder, vocab = build_encoder(
-        config.encoder, [r.text for r in train_records], freeze_layers=config.freeze_layers
+        config.encoder, [r.form(config.text_form) for r in train_records], freeze_layers=config.freeze_layers
     )
     model = SpanRelationModel(
         encoder, len(labels.entity_types), len(labels.relation_types), max_span, dropout=config.dropout
     )
     saved_config = checkpoint.model_config(
-        model, labels, {"schema": schema.name, "relation_threshold": config.relation_threshold}
+        model,
+        labels,
+        {
+            "schema": schema.name,
+            "relation_threshold": config.relation_threshold,
+            "text_form": config.text_form,
+        },
     )
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     encoder_ids = {id(p) for p in model.encoder.parameters()}
@@ -160,7 +167,9 @@ def train(
     entity_loss = nn.CrossEntropyLoss()
     relation_loss = nn.BCEWithLogitsLoss(reduction="none")
     max_tokens = model.encoder.max_length
-    extractor = SpanExtractor(model, vocab, labels, relation_threshold=config.relation_threshold)
+    extractor = SpanExtractor(
+        model, vocab, labels, relation_threshold=config.relation_threshold, text_form=config.text_form
+    )
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
@@ -175,7 +184,15 @@ def train(
             chunk = [train_records[i] for i in indices]
             items = [
                 encode_for_training(
-                    r, vocab, labels, max_span, max_tokens, rng, config.neg_spans, config.neg_pairs
+                    r,
+                    vocab,
+                    labels,
+                    max_span,
+                    max_tokens,
+                    rng,
+                    config.neg_spans,
+                    config.neg_pairs,
+                    config.text_form,
                 )
                 for r in chunk
             ]
