@@ -40,7 +40,9 @@ def main() -> None:
     parser.add_argument("--lr-heads", type=float, default=defaults.lr_heads)
     parser.add_argument("--neg-spans", type=int, default=defaults.neg_spans)
     parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes)
-    parser.add_argument("--text-form", default=None, help="read this form of the text (e.g. simplified)")
+    parser.add_argument(
+        "--text-form", default="simplified", help="read this aligned form of the text ('' for the text)"
+    )
     parser.add_argument("--results", type=Path, default=Path("bench/results/slm.json"))
     parser.add_argument(
         "--choose-threshold",
@@ -63,7 +65,7 @@ def main() -> None:
             lr_heads=args.lr_heads,
             neg_spans=args.neg_spans,
             max_minutes=args.max_minutes,
-            text_form=args.text_form,
+            text_form=args.text_form or None,
         )
         summary = train(
             train_records,

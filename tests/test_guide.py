@@ -222,3 +222,15 @@ def test_predicted_relations_keep_their_probability(schema, tiny_slm, handful):
             rel.probability, abs=1e-4
         )
     assert isinstance(pred.relations[0], Relation)
+
+
+def test_guide_cli_refuses_test_demonstrations_and_bad_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from slcolm_dspy.cli.app import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["guide", "--demo-pool", "test", "--slm", str(tmp_path)])
+    assert refused.exit_code == 2 and "never come from the test split" in refused.stderr
+    bad = runner.invoke(app, ["guide", "--module", "chat", "--slm", str(tmp_path)])
+    assert bad.exit_code == 2 and "--module must be extract or choice" in bad.stderr

@@ -44,6 +44,9 @@ def guide(
     demo_source: Annotated[
         str, typer.Option(help="sentence (embeddings) or slm (SLM representations).")
     ] = "sentence",
+    demo_order: Annotated[
+        str, typer.Option(help="ascending (most similar next to the query, as the paper) or descending.")
+    ] = "ascending",
     demo_pool: Annotated[str, typer.Option(help="Split the demonstrations come from (never test).")] = "dev",
     definitions: Annotated[int, typer.Option(min=1, help="At most this many definitions.")] = 12,
     concurrency: Annotated[int, typer.Option(min=1)] = 1,
@@ -64,6 +67,8 @@ def guide(
         raise SlcolmError(f"--module must be extract or choice, not {module!r}")
     if demo_source not in ("sentence", "slm"):
         raise SlcolmError(f"--demo-source must be sentence or slm, not {demo_source!r}")
+    if demo_order not in ("ascending", "descending"):
+        raise SlcolmError(f"--demo-order must be ascending or descending, not {demo_order!r}")
     if demo_pool == "test":
         raise SlcolmError("--demo-pool test is refused: demonstrations never come from the test split")
     schema = load_schema(schema_name)
@@ -77,6 +82,7 @@ def guide(
         module=module,  # type: ignore[arg-type]
         demos=demos,
         demo_source=demo_source,  # type: ignore[arg-type]
+        demo_order=demo_order,  # type: ignore[arg-type]
         max_definitions=definitions,
         concurrency=concurrency,
     )

@@ -47,14 +47,14 @@ def train(
             help="e5 (multilingual-e5-small, offline), scratch, or a local Hugging Face checkpoint."
         ),
     ] = "e5",
-    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
     max_minutes: Annotated[float, typer.Option(help="Stop after this much wall-clock time.")] = 28.0,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     freeze_layers: Annotated[
         int, typer.Option(min=0, help="Freeze embeddings and this many lower layers.")
     ] = 0,
-    lr_encoder: float = 1e-4,
-    lr_heads: float = 1e-3,
+    lr_encoder: float = 2e-4,
+    lr_heads: float = 2e-3,
     relation_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.4,
     text_form: Annotated[
         str | None,
@@ -84,7 +84,8 @@ def train(
         lr_encoder=lr_encoder,
         lr_heads=lr_heads,
         relation_threshold=relation_threshold,
-        text_form=text_form,
+        # e5 saw far more simplified than traditional Chinese; chosen on dev (BENCHMARKS.md)
+        text_form=text_form or (schema.corpus.variant_form if schema.corpus else None),
         patience=patience,
         seed=seed,
         threads=threads,

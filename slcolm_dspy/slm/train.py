@@ -28,11 +28,11 @@ from slcolm_dspy.slm.model import SpanRelationModel
 @dataclass
 class TrainConfig:
     encoder: str = "e5"
-    epochs: int = 8
+    epochs: int = 10
     max_minutes: float = 28.0
     batch_size: int = 16
-    lr_encoder: float = 1e-4
-    lr_heads: float = 1e-3
+    lr_encoder: float = 2e-4
+    lr_heads: float = 2e-3
     weight_decay: float = 0.01
     warmup: float = 0.1
     freeze_layers: int = 0
