@@ -12,6 +12,7 @@ import pytest
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.guide import signatures
+from slcolm_dspy.guide.adapter import CompactJSONAdapter
 from slcolm_dspy.guide.choice import RoutingSettings, letter_probabilities, rotations, route, score_options
 from slcolm_dspy.guide.demos import Demo, DemoRetriever
 from slcolm_dspy.guide.embed import E5Embedder
@@ -53,8 +54,8 @@ def test_prompt_has_hints_definitions_and_demos_but_never_the_gold(schema, guide
     (item,) = guide.prepare([query])
     assert item.definitions and len(item.demos) == 2
     assert all(d.gold.text != query.text for d in item.demos)  # a sentence never demonstrates itself
-    lm = dspy.utils.DummyLM([answer([])], adapter=dspy.JSONAdapter())
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+    lm = dspy.utils.DummyLM([answer([])], adapter=CompactJSONAdapter())
+    with dspy.context(lm=lm, adapter=CompactJSONAdapter()):
         guide.extract(item)
     prompt = "\n".join(m["content"] for m in lm.history[-1]["messages"])
     assert query.variants["simplified"] in prompt  # the model-facing (simplified) form
@@ -92,8 +93,8 @@ def test_grounding_maps_filters_and_counts(schema):
 
 def test_garbage_reply_never_crashes(schema, guide, handful):
     (item,) = guide.prepare([handful[1].with_predictions((), ())])
-    lm = dspy.utils.DummyLM([{"nonsense": "x"}] * 4, adapter=dspy.JSONAdapter())
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+    lm = dspy.utils.DummyLM([{"nonsense": "x"}] * 4, adapter=CompactJSONAdapter())
+    with dspy.context(lm=lm, adapter=CompactJSONAdapter()):
         record, meta = guide.extract(item)
     assert meta["parse_error"] is True and record.relations == ()
 
@@ -234,3 +235,18 @@ def test_guide_cli_refuses_test_demonstrations_and_bad_options(tmp_path):
     assert refused.exit_code == 2 and "never come from the test split" in refused.stderr
     bad = runner.invoke(app, ["guide", "--module", "chat", "--slm", str(tmp_path)])
     assert bad.exit_code == 2 and "--module must be extract or choice" in bad.stderr
+
+
+def test_compact_adapter_prompt_and_parsing(schema):
+    adapter = CompactJSONAdapter()
+    signature = signatures.guided_extraction(schema)
+    messages = adapter.format(
+        signature, [], {"sentence": "甲", "slm_hints": "", "definitions": "", "demonstrations": ""}
+    )
+    assert sum(len(m["content"]) for m in messages) < 600  # DSPy's JSONAdapter: ~2,200 before any input
+    assert '"relations": [{"head": "…", "relation": "…", "tail": "…"}]' in messages[0]["content"]
+    fenced = '```json\n{"entities": [], "relations": [{"head": "a", "relation": "父", "tail": "b"}]}\n```'
+    assert adapter.parse(signature, fenced)["relations"][0].tail == "b"
+    for bad in ("no json", '{"entities": []}', '{"entities": [], "relations": [{"head": "a"}]}'):
+        with pytest.raises(dspy.utils.exceptions.AdapterParseError):
+            adapter.parse(signature, bad)

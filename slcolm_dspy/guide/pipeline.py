@@ -28,6 +28,7 @@ from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.io import iter_jsonl
 from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
+from slcolm_dspy.guide.adapter import CompactJSONAdapter
 from slcolm_dspy.guide.candidates import CandidateSelector
 from slcolm_dspy.guide.choice import (
     NONE_OF_THESE,
@@ -60,7 +61,8 @@ class GuideConfig:
     relabel: bool = True  # choice: ask which type holds for uncertain pairs
     rotations: int = 2
     concurrency: int = 1
-    adapter: Literal["json", "chat"] = "json"
+    adapter: Literal["compact", "json", "chat"] = "compact"
+    json_mode: bool = True  # ask the backend for a JSON object (llama.cpp constrains decoding to it)
 
 
 @dataclass
@@ -72,6 +74,16 @@ class Prepared:
     pair_scores: list[PairScores]
     definitions: list[str]
     demos: list[Demo]
+
+
+def make_adapter(name: str) -> Any:
+    if name == "compact":
+        return CompactJSONAdapter()
+    if name == "json":
+        return dspy.JSONAdapter()
+    if name == "chat":
+        return dspy.ChatAdapter()
+    raise SlcolmError(f"unknown adapter {name!r}; choose compact, json or chat")
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -112,6 +124,8 @@ class Guide:
         else:
             self.retriever = None
         self.extraction = GuidedExtraction(schema)
+        if config.json_mode and config.adapter == "compact":
+            self.extraction.lm_config = {"response_format": {"type": "json_object"}}
         self.choice = RelationChoice(schema, config.rotations)
 
     def _vectors(
@@ -288,7 +302,7 @@ def run_guide(
     done = done_ids(out_path)
     todo = [r for r in records if r.id not in done]
     summary = RunSummary(resumed=len(done))
-    adapter = dspy.JSONAdapter() if guide.config.adapter == "json" else dspy.ChatAdapter()
+    adapter = make_adapter(guide.config.adapter)
     history_start = len(lm.history)
     started = time.monotonic()
     prepared = guide.prepare(todo)

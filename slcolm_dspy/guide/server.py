@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from slcolm_dspy.core.errors import SlcolmError
 
@@ -77,6 +78,7 @@ class LocalServer:
         self.log = log
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_handle: BinaryIO | None = None
 
     @property
     def api_base(self) -> str:
@@ -86,7 +88,10 @@ class LocalServer:
         args = [sys.executable, "-m", "slcolm_dspy.guide.server", "--model", str(self.model)]
         args += ["--port", str(self.port), "--n-ctx", str(self.n_ctx), "--threads", str(self.threads)]
         args += ["--parallel", str(self.parallel), "--alias", self.alias]
-        sink = self.log.open("ab") if self.log else subprocess.DEVNULL
+        if self.log:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            self._log_handle = self.log.open("ab")
+        sink = self._log_handle or subprocess.DEVNULL
         self.process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
@@ -113,6 +118,9 @@ class LocalServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self._log_handle:
+            self._log_handle.close()
+            self._log_handle = None
 
     def __enter__(self) -> LocalServer:
         return self.start()
