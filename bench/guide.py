@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-guide"))
     parser.add_argument("--results", type=Path, default=Path("bench/results/guide.json"))
+    parser.add_argument("--modules", default="extract,choice", help="comma-separated: extract, choice")
     args = parser.parse_args()
 
     schema = load_schema("chisre")
@@ -59,7 +60,7 @@ def main() -> None:
     results["slm"] = {"micro_f1": pct(slm_scores["micro_f1"]), "macro_f1": pct(slm_scores["macro_f1"])}
     spec = LMSpec(args.lm, max_tokens=768)
     with open_lm(spec, cache_dir(), log=args.out / "server.log") as lm:
-        for module in ("extract", "choice"):
+        for module in args.modules.split(","):
             config = GuideConfig(module=module, demos=2 if module == "extract" else 0)
             helper = Guide(
                 schema,

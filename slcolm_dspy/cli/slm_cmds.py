@@ -15,7 +15,7 @@ from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
-from slcolm_dspy.data.io import iter_jsonl
+from slcolm_dspy.data.io import written_ids
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.writers import JsonlAppender
 
@@ -117,13 +117,6 @@ def train(
     )
 
 
-def _done_ids(path: Path) -> set[str]:
-    """Ids already written by an interrupted run, so a rerun resumes instead of starting over."""
-    if not path.is_file():
-        return set()
-    return {str(obj["id"]) for _, obj in iter_jsonl(path) if isinstance(obj, dict) and "id" in obj}
-
-
 @slm_app.command("predict")
 @reports_errors
 def predict(
@@ -148,7 +141,7 @@ def predict(
         model, relation_threshold=relation_threshold, entity_threshold=entity_threshold
     )
     extractor.batch_size = batch_size
-    done = _done_ids(out)
+    done = written_ids(out)
     todo = [r for r in records if r.id not in done]
     if len(done) and not todo:
         console.print(f"all {len(records)} sentences already in {out}")

@@ -101,15 +101,12 @@ class SentenceBuilder:
                 raise self.fail(
                     record, f"{where} span {span!r} does not match text[{start}:{end}] = {actual!r}"
                 )
-        confidence = raw.get("confidence")
-        if confidence is not None and not _is_number(confidence):
-            raise self.fail(record, f"{where} confidence must be a number, got {confidence!r}")
         return Entity(
             type=self.entity_type(raw["type"], record),
             text=actual,
             start=start,
             end=end,
-            confidence=None if confidence is None else float(confidence),
+            confidence=self._confidence(raw, record, where),
         )
 
     def _ungrounded_entity(self, raw: Mapping[str, Any], record: str | int, where: str) -> Entity:
@@ -117,14 +114,17 @@ class SentenceBuilder:
         if not isinstance(text, str):
             raise self.fail(record, f"{where} has neither offsets nor a text")
         etype = raw.get("type")
-        confidence = raw.get("confidence")
-        if confidence is not None and not _is_number(confidence):
-            raise self.fail(record, f"{where} confidence must be a number, got {confidence!r}")
         return Entity(
             type=None if etype is None else self.entity_type(etype, record),
             text=text,
-            confidence=None if confidence is None else float(confidence),
+            confidence=self._confidence(raw, record, where),
         )
+
+    def _confidence(self, raw: Mapping[str, Any], record: str | int, where: str) -> float | None:
+        confidence = raw.get("confidence")
+        if confidence is not None and not _is_number(confidence):
+            raise self.fail(record, f"{where} confidence must be a number, got {confidence!r}")
+        return None if confidence is None else float(confidence)
 
     def relation(self, raw: Any, n_entities: int, record: str | int, index: int) -> Relation:
         where = f"relation {index}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -13,6 +12,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import CorpusSpec, Schema
 from slcolm_dspy.data.build import ReadReport
+from slcolm_dspy.data.io import sha256_of
 from slcolm_dspy.data.readers import read_corpus_file
 
 DATA_ENV = "SLCOLM_DATA"
@@ -43,14 +43,6 @@ def load_split(
     if not path.is_file():
         raise SlcolmError(f"{path} not found: run `slcolm data fetch {schema.name}` or pass --data DIR")
     return read_corpus_file(path, schema, skip_bad=skip_bad)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_corpus(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +51,18 @@ def first_jsonl_object(path: Path) -> Any:
     for _, obj in iter_jsonl(path):
         return obj
     return None
+
+
+def written_ids(path: Path) -> set[str]:
+    """Ids of the records an earlier (possibly interrupted) run already appended to `path`."""
+    if not path.is_file():
+        return set()
+    return {str(obj["id"]) for _, obj in iter_jsonl(path) if isinstance(obj, dict) and "id" in obj}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,6 +9,7 @@ recorded entity strings (the protocol's entity filter) stays as recorded in `ent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,50 +55,53 @@ def _ungrounded(
     return Sentence(sid, text, tuple(entities), tuple(rels))
 
 
-def read_gold(path: Path, schema: Schema) -> tuple[list[Sentence], ReadReport]:
-    """`test401_gold.jsonl` / `dev_gold.jsonl`: entities grouped by type name, relations by string."""
+Mentions = list[tuple[str | None, str, float | None]]
+
+
+def _read(
+    path: Path, schema: Schema, mentions_of: Callable[[SentenceBuilder, str, dict[str, Any]], Mentions]
+) -> tuple[list[Sentence], ReadReport]:
     builder = SentenceBuilder(schema, str(path))
     out = []
     for lineno, rec in iter_jsonl(path):
         record = f"at line {lineno}"
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
             raise builder.fail(record, "expected an object with 'text'")
-        groups = rec.get("entities", {})
-        if not isinstance(groups, dict):
-            raise builder.fail(record, "'entities' must map type names to lists")
-        mentions = [
-            (builder.entity_type(name, record), str(span), None)
-            for name, spans in groups.items()
-            for span in spans
-        ]
-        out.append(
-            _ungrounded(
-                builder, record, f"{path.stem}-{lineno:04d}", rec["text"], mentions, rec.get("relations", [])
-            )
-        )
+        mentions = mentions_of(builder, record, rec)
+        sid = f"{path.stem}-{lineno:04d}"
+        out.append(_ungrounded(builder, record, sid, rec["text"], mentions, rec.get("relations", [])))
     return out, builder.report
+
+
+def _gold_mentions(builder: SentenceBuilder, record: str, rec: dict[str, Any]) -> Mentions:
+    groups = rec.get("entities", {})
+    if not isinstance(groups, dict):
+        raise builder.fail(record, "'entities' must map type names to lists")
+    return [
+        (builder.entity_type(name, record), str(span), None)
+        for name, spans in groups.items()
+        for span in spans
+    ]
+
+
+def _slm_mentions(builder: SentenceBuilder, record: str, rec: dict[str, Any]) -> Mentions:
+    mentions: Mentions = []
+    for n, ent in enumerate(rec.get("entities", [])):
+        if not isinstance(ent, dict) or "span" not in ent or "type" not in ent:
+            raise builder.fail(record, f"entity {n} needs type and span")
+        conf = ent.get("confidence")
+        mentions.append((builder.entity_type(ent["type"], record), ent["span"], conf and float(conf)))
+    return mentions
+
+
+def read_gold(path: Path, schema: Schema) -> tuple[list[Sentence], ReadReport]:
+    """`test401_gold.jsonl` / `dev_gold.jsonl`: entities grouped by type name, relations by string."""
+    return _read(path, schema, _gold_mentions)
 
 
 def read_slm(path: Path, schema: Schema) -> tuple[list[Sentence], ReadReport]:
     """`slm_spert_*.jsonl`: entity strings with confidences, relations with probabilities."""
-    builder = SentenceBuilder(schema, str(path))
-    out = []
-    for lineno, rec in iter_jsonl(path):
-        record = f"at line {lineno}"
-        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-            raise builder.fail(record, "expected an object with 'text'")
-        mentions = []
-        for n, ent in enumerate(rec.get("entities", [])):
-            if not isinstance(ent, dict) or "span" not in ent or "type" not in ent:
-                raise builder.fail(record, f"entity {n} needs type and span")
-            conf = ent.get("confidence")
-            mentions.append((builder.entity_type(ent["type"], record), ent["span"], conf and float(conf)))
-        out.append(
-            _ungrounded(
-                builder, record, f"{path.stem}-{lineno:04d}", rec["text"], mentions, rec.get("relations", [])
-            )
-        )
-    return out, builder.report
+    return _read(path, schema, _slm_mentions)
 
 
 def read_llm_answers(path: Path) -> list[tuple[str, Any]]:

@@ -6,12 +6,12 @@ sha256 is pinned and checked before anything loads it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.data.io import sha256_of
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,6 @@ LOCAL_MODELS = {
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def part_paths(model: LocalModel) -> list[Path]:
     paths = []
     for i in range(1, model.parts + 1):
@@ -87,7 +79,7 @@ def assemble(name: str, cache: Path) -> Path:
             with part.open("rb") as handle:
                 while block := handle.read(1 << 22):
                     out.write(block)
-    actual = _sha256(tmp)
+    actual = sha256_of(tmp)
     if actual != model.sha256:
         tmp.unlink()
         raise SlcolmError(

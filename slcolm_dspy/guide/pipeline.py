@@ -25,7 +25,7 @@ import numpy as np
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Relation, Sentence
 from slcolm_dspy.core.schema import Schema
-from slcolm_dspy.data.io import iter_jsonl
+from slcolm_dspy.data.io import written_ids
 from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
@@ -280,12 +280,6 @@ class RunSummary:
         }
 
 
-def done_ids(path: Path) -> set[str]:
-    if not path.is_file():
-        return set()
-    return {str(obj["id"]) for _, obj in iter_jsonl(path) if isinstance(obj, dict) and "id" in obj}
-
-
 def run_guide(
     guide: Guide,
     records: Sequence[Sentence],
@@ -299,7 +293,7 @@ def run_guide(
     run_dir.mkdir(parents=True, exist_ok=True)
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(run_dir / "dspy_cache"))
     out_path = run_dir / "predictions.jsonl"
-    done = done_ids(out_path)
+    done = written_ids(out_path)
     todo = [r for r in records if r.id not in done]
     summary = RunSummary(resumed=len(done))
     adapter = make_adapter(guide.config.adapter)
