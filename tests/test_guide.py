@@ -163,7 +163,22 @@ def test_rotations_cancel_position_bias():
     spread = score_options(lm, "选", "句", ["甲", "乙", "丙"], count=3)
     assert np.allclose(spread, 1 / 3)
     assert rotations(4, 2) == [[0, 1, 2, 3], [2, 3, 0, 1]]
-    assert letter_probabilities({"content": []}, 3) is None
+    assert letter_probabilities({"content": []}, 3) is None  # no log-probabilities: fall back
+    blank_then_b = {
+        "content": [
+            {"token": " ", "top_logprobs": [{"token": " ", "logprob": 0.0}]},
+            {
+                "token": "B",
+                "top_logprobs": [
+                    {"token": "B", "logprob": np.log(0.9)},
+                    {"token": "A", "logprob": np.log(0.1)},
+                ],
+            },
+        ]
+    }
+    assert np.allclose(letter_probabilities(blank_then_b, 2), [0.1, 0.9])
+    no_letter = {"content": [{"token": "根据", "top_logprobs": [{"token": "根据", "logprob": -0.1}]}]}
+    assert np.allclose(letter_probabilities(no_letter, 3), 1 / 3)  # present but silent: flat
 
 
 def test_relation_choice_falls_back_to_the_generated_letter(schema):

@@ -70,24 +70,30 @@ def rotations(n: int, count: int) -> list[list[int]]:
     return [[(i + shift) % n for i in range(n)] for shift in range(0, n, max(1, n // count))][:count]
 
 
+def _get(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
 def letter_probabilities(logprobs: Any, n: int) -> np.ndarray | None:
-    """Normalised probabilities of the letters A.. from the first answer token's top log-probs."""
-    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
+    """Normalised probabilities of the letters A.. at the first non-blank answer token.
+
+    None when the backend sent no log-probabilities at all; a flat distribution when it did but no
+    option letter is among the top tokens (the model meant to say something else: no information).
+    """
+    content = _get(logprobs, "content") if logprobs is not None else None
     if not content:
         return None
-    first = content[0]
-    top = first.get("top_logprobs") if isinstance(first, dict) else getattr(first, "top_logprobs", None)
+    position = next((t for t in content if str(_get(t, "token") or "").strip()), content[0])
+    top = _get(position, "top_logprobs")
     if not top:
         return None
     mass = np.zeros(n)
     for item in top:
-        token = (item.get("token") if isinstance(item, dict) else item.token) or ""
-        value = item.get("logprob") if isinstance(item, dict) else item.logprob
-        letter = token.strip().rstrip(".．、")
+        letter = str(_get(item, "token") or "").strip().rstrip(".．、")
         if len(letter) == 1 and letter in LETTERS[:n]:
-            mass[LETTERS.index(letter)] += math.exp(value)
+            mass[LETTERS.index(letter)] += math.exp(_get(item, "logprob"))
     total = mass.sum()
-    return mass / total if total > 0 else None
+    return mass / total if total > 0 else np.full(n, 1.0 / n)
 
 
 def choice_prompt(instructions: str, sentence: str, options: Sequence[str]) -> str:
@@ -105,7 +111,7 @@ def score_options(
         shown = [options[i] for i in order]
         outputs = lm(
             choice_prompt(instructions, sentence, shown),
-            max_tokens=1,
+            max_tokens=3,  # room for a leading blank before the letter
             temperature=0.0,
             logprobs=True,
             top_logprobs=10,

@@ -47,7 +47,10 @@ class RelationChoice(dspy.Module):
             if probs is not None:
                 best = int(np.argmax(probs))
                 return dspy.Prediction(answer=LETTERS[best], probabilities=probs.tolist(), scored=True)
-        answer = self.choose(sentence=sentence, options=options_text(options)).answer
+        # a letter is all that is wanted: a short cap keeps a rambling model from costing minutes
+        answer = self.choose(
+            sentence=sentence, options=options_text(options), config={"max_tokens": 16}
+        ).answer
         letter = (answer or "").strip().upper()[:1]
         probs = [1.0 if LETTERS[i] == letter else 0.0 for i in range(len(options))]
         return dspy.Prediction(answer=letter, probabilities=probs, scored=False)
