@@ -86,9 +86,9 @@ def main() -> None:
                 "routed_share": round(run["routed_share"], 4),
                 "grounding": run["grounding"],
             }
-    results["prompt_chars_vs_authors"] = round(
-        results["extract"]["prompt_chars_mean"] / AUTHORS_PROMPT_CHARS, 3
-    )
+    if "extract" in results:
+        share = results["extract"]["prompt_chars_mean"] / AUTHORS_PROMPT_CHARS
+        results["prompt_chars_vs_authors"] = round(share, 3)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(results, ensure_ascii=False, indent=1))
