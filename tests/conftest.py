@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
+# Importing slcolm_dspy first sets the offline switches (LiteLLM cost map, model hubs).
 from slcolm_dspy.core.schema import Schema, load_schema
 
 REPO = Path(__file__).resolve().parents[1]

@@ -115,7 +115,9 @@ def test_run_appends_and_resumes_without_loss_or_duplicates(schema, guide, handf
     assert again == [r.id for r in records] and result["resumed"] == 2 and result["sentences"] == 2
     assert len(lm.history) - calls_before == 2
     run = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
-    assert run["prompt_chars_mean"] > 0 and (tmp_path / "slm.jsonl").is_file()
+    assert run["prompt_chars_mean"] > 0
+    slm_ids = [json.loads(x)["id"] for x in (tmp_path / "slm.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert slm_ids == [r.id for r in records]  # every sentence, resumed ones included
     assert (tmp_path / "dspy_cache").is_dir()
 
 

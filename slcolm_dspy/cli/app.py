@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-# Offline switches must be set before litellm / transformers are first imported anywhere.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import typer
+import typer  # offline switches: set by the slcolm_dspy package itself, before any other import
 
 from slcolm_dspy.cli.data_cmds import data_app
 from slcolm_dspy.cli.eval_cmds import evaluate, replay

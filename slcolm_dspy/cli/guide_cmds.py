@@ -13,15 +13,15 @@ from slcolm_dspy.cli.errors import reports_errors
 from slcolm_dspy.cli.options import DataOption, SchemaOption
 from slcolm_dspy.cli.render import make_console, summary_table
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.core.schema import load_schema
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.readers import read_records
 
 console = make_console()
 
 
-def _records(split: str, data_dir: Path, schema_name: str):
-    schema = load_schema(schema_name)
+def _records(split: str, data_dir: Path, schema: Schema) -> list[Sentence]:
     if Path(split).suffix in (".json", ".jsonl"):
         return read_records(Path(split), schema)[0]
     return load_split(data_dir, split, schema)[0]
@@ -73,7 +73,7 @@ def guide(
         raise SlcolmError("--demo-pool test is refused: demonstrations never come from the test split")
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
-    gold = _records(split, data_dir, schema_name)[:limit]
+    gold = _records(split, data_dir, schema)[:limit]
     # The LLM stage sees text only: gold annotations are stripped before anything is built.
     inputs = [g.with_predictions((), ()) for g in gold]
     pool = load_split(data_dir, demo_pool, schema)[0] if demos else []

@@ -300,9 +300,12 @@ def run_guide(
     history_start = len(lm.history)
     started = time.monotonic()
     prepared = guide.prepare(todo)
-    write_jsonl(
-        [p.slm for p in guide.prepare(records)] if done else [p.slm for p in prepared], run_dir / "slm.jsonl"
-    )
+    # The SLM's own predictions for every sentence, for merging and scoring beside the LLM's:
+    # those just prepared, plus (on a resumed run) the sentences written before.
+    slm_by_id = {p.record.id: p.slm for p in prepared}
+    earlier = [r for r in records if r.id not in slm_by_id]
+    slm_by_id.update(zip((r.id for r in earlier), guide.slm.predict(earlier), strict=True))
+    write_jsonl([slm_by_id[r.id] for r in records], run_dir / "slm.jsonl")
     lock = threading.Lock()
     transport = _transport_errors()
 
