@@ -12,6 +12,10 @@ DATA ?= $(or $(SLCOLM_DATA),$(wildcard ../shared/data/chisre),data/chisre)
 # Converted encoders and other derived files live here (git-ignored), never in the repository.
 export SLCOLM_CACHE ?= $(CURDIR)/.cache/slcolm
 SLM := runs/slm
+# The compiled program: the LLM stage tuned on dev for the local LLM (override LM=..., PRESET=api).
+PROGRAM := programs/default
+LM ?= local
+PRESET ?= local
 
 .PHONY: setup run test lint clean
 
@@ -25,18 +29,23 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)
 
+# A finished training writes its summary last; an interrupted one is started again. A new SLM
+# means new hints, so the program is compiled again; the test evaluation reuses its stored run.
+$(SLM)/training_summary.json: | $(STAMP)
+	@test -f $(DATA)/train.json || $(BIN)/slcolm data fetch chisre --data $(DATA)
+	$(BIN)/slcolm slm train --data $(DATA) --out $(SLM)
+
+$(PROGRAM)/manifest.json: $(SLM)/training_summary.json
+	$(BIN)/slcolm compile --lm $(LM) --preset $(PRESET) --slm $(SLM) --out $(PROGRAM) --data $(DATA)
+
 run: setup
 	@test -f $(DATA)/train.json || $(BIN)/slcolm data fetch chisre --data $(DATA)
 	$(BIN)/slcolm data stats --data $(DATA)
 	@if [ -f $(DATA)/replay/test401_gold.jsonl ]; then \
 		$(BIN)/slcolm replay --data $(DATA); \
 	else echo "no replay pack in $(DATA)/replay: skipping the replay"; fi
-	@# a finished training writes its summary last; an interrupted one is started again
-	@test -f $(SLM)/training_summary.json || $(BIN)/slcolm slm train --data $(DATA) --out $(SLM)
-	rm -f $(SLM)/test_predictions.jsonl
-	$(BIN)/slcolm slm predict --model $(SLM) --data $(DATA)/test.json --out $(SLM)/test_predictions.jsonl
-	$(BIN)/slcolm evaluate --pred $(SLM)/test_predictions.jsonl --gold $(DATA)/test.json --protocol paper
-	$(BIN)/slcolm evaluate --pred $(SLM)/test_predictions.jsonl --gold $(DATA)/test.json --protocol strict
+	$(MAKE) --no-print-directory $(PROGRAM)/manifest.json
+	$(BIN)/slcolm evaluate --program $(PROGRAM) --split test --data $(DATA)
 
 lint: setup
 	$(BIN)/ruff check .

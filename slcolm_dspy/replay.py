@@ -18,7 +18,7 @@ from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.replay_pack import ReplayPack
 from slcolm_dspy.evaluate import RelationEvaluator, score_paper_tables
 from slcolm_dspy.evaluate.paper import entity_strings, fold_answer, sentence_table
-from slcolm_dspy.merge.modes import MergeMode, merge_tables
+from slcolm_dspy.merge.modes import MergeMode, by_source, merge_tables
 
 # The recorded answers put their relations under this key (the authors' output format).
 ANSWER_RELATIONS_KEY = "真实的关系"
@@ -46,8 +46,11 @@ def score_run(
     *,
     llm_types: Collection[str] = (),
     threshold: float | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Micro/macro of one recorded LLM run merged with the recorded SLM, paper protocol."""
+    """Micro/macro of one recorded LLM run merged with the recorded SLM, paper protocol.
+
+    With `sources` (type -> slm / llm / union), the per-type policy replaces `mode`."""
     if run not in pack.runs:
         raise SlcolmError(f"no run {run!r} in {pack.directory}; have {', '.join(pack.runs)}")
     gold = {g.text: g for g in pack.test_gold}
@@ -60,12 +63,12 @@ def score_run(
         seen.add(text)
         answer = raw.get(ANSWER_RELATIONS_KEY, {}) if isinstance(raw, dict) else {}
         s = slm.get(text)
-        merged = merge_tables(
-            fold_answer(answer, schema),
-            slm_table(s, threshold if mode == "2" else None) if s else {},
-            mode,
-            llm_types,
-        )
+        llm = fold_answer(answer, schema)
+        slm_part = slm_table(s, threshold if mode == "2" else None) if s else {}
+        if sources is not None:
+            merged = by_source(llm, slm_part, sources)
+        else:
+            merged = merge_tables(llm, slm_part, mode, llm_types)
         items.append((sentence_table(gold[text], None), merged, recorded_filter(s, schema) if s else None))
     return score_paper_tables(items, schema)
 
@@ -85,13 +88,28 @@ class WRule:
     source: str
     k: int | None = None
     max_f1: float | None = None
+    # per-type rules: union where the SLM is precise on dev but misses (P >= this, R < that)
+    union_min_precision: float | None = None
+    union_max_recall: float | None = None
+
+    @property
+    def per_type(self) -> bool:
+        return self.union_min_precision is not None
 
 
 def load_w_rules() -> list[WRule]:
     blob = resources.files("slcolm_dspy.optimize").joinpath("merge_rules.toml").read_bytes()
     rules = tomllib.loads(blob.decode("utf-8"))["rules"]
     return [
-        WRule(name, spec["description"], spec["source"], spec.get("k"), spec.get("max_f1"))
+        WRule(
+            name,
+            spec["description"],
+            spec["source"],
+            spec.get("k"),
+            spec.get("max_f1"),
+            spec.get("union_min_precision"),
+            spec.get("union_max_recall"),
+        )
         for name, spec in rules.items()
     ]
 
@@ -113,3 +131,17 @@ def choose_w(
     if rule.max_f1 is not None:
         return [t for t in ranked if f1[t] < rule.max_f1]
     raise SlcolmError(f"rule {rule.name} sets neither k nor max_f1")
+
+
+def choose_sources(
+    rule: WRule, schema: Schema, slm_dev: Mapping[str, Any], train_counts: Mapping[str, int]
+) -> dict[str, str]:
+    """A per-type policy from SLM-only information: W from the LLM, and the union for types the
+    SLM predicts precisely on dev but with low recall (keep its items, add the LLM's)."""
+    sources = {t: "llm" for t in choose_w(rule, schema, slm_dev, train_counts)}
+    for rel_type, row in slm_dev["per_type"].items():
+        if rel_type in sources or rule.union_min_precision is None or rule.union_max_recall is None:
+            continue
+        if row["p"] >= rule.union_min_precision and row["r"] < rule.union_max_recall:
+            sources[rel_type] = "union"
+    return sources

@@ -66,3 +66,75 @@ def test_relation_choice_end_to_end_with_logprobs(schema, tiny_slm, lm, three, t
 def test_server_is_gone_after_use(tmp_path):
     with pytest.raises(SlcolmError, match="exited"):
         LocalServer(tmp_path / "missing.gguf", ready_timeout=30).start()
+
+
+def test_compile_evaluate_extract_with_the_local_llm(schema, tiny_slm, corpus_dir, tmp_path, monkeypatch):
+    """The whole CLI loop on a real LLM; the compile step reads dev (and train counts), never test."""
+    from typer.testing import CliRunner
+
+    import slcolm_dspy.cli.program_cmds as program_cmds
+    from slcolm_dspy.cli.app import app
+
+    read: list[str] = []
+    real = program_cmds.load_split
+
+    def spy(data_dir, split, *args, **kwargs):
+        read.append(split)
+        return real(data_dir, split, *args, **kwargs)
+
+    monkeypatch.setattr(program_cmds, "load_split", spy)
+    runner = CliRunner()
+    prog = tmp_path / "prog"
+    common = ["--data", str(corpus_dir)]
+    # the local preset, with a band that routes every pair the tiny SLM finds
+    preset = tmp_path / "wide.toml"
+    preset.write_text(
+        "[search]\nsample = 4\nbudget_calls = 200\nmax_llm_share = 1.0\ntop_n = 2\n"
+        '[prompt]\nmodule = ["choice"]\nrotations = [1]\n'
+        "[routing]\nlow = [0.0, 0.2]\nhigh = [1.01]\nmargin = [0.2]\n",
+        encoding="utf-8",
+    )
+    compiled = runner.invoke(
+        app,
+        [
+            "compile",
+            "--lm",
+            "local",
+            "--slm",
+            str(tiny_slm[0]),
+            "--out",
+            str(prog),
+            "--preset",
+            str(preset),
+            *common,
+        ],
+    )
+    assert compiled.exit_code == 0, compiled.output + compiled.stderr
+    assert "test" not in read and "dev" in read
+    assert "candidates" in compiled.output and (prog / "manifest.json").is_file()
+    manifest = json.loads((prog / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["llm_calls"] > 0 and manifest["lm"]["model"] == "local"
+    dev_ids = {r.id for r in load_split(corpus_dir, "dev", schema)[0]}
+    assert set(json.loads((prog / "dev_metrics.json").read_text(encoding="utf-8"))["sample"]) <= dev_ids
+
+    evaluated = runner.invoke(
+        app, ["evaluate", "--program", str(prog), "--split", "test", "--limit", "2", *common]
+    )
+    assert evaluated.exit_code == 0, evaluated.output + evaluated.stderr
+    report_dir = prog / "eval-test-first2"
+    report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    names = [s["name"] for s in report["systems"]]
+    assert names[0] == "SLM alone" and names[-1].startswith("compiled:") and report["sentences"] == 2
+    assert (report_dir / "per_type_f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table>" in (report_dir / "report.html").read_text(encoding="utf-8")
+    again = runner.invoke(
+        app, ["evaluate", "--program", str(prog), "--split", "test", "--limit", "2", *common]
+    )
+    assert again.exit_code == 0 and json.loads((report_dir / "report.json").read_text("utf-8")) == report
+
+    text = tmp_path / "in.txt"
+    text.write_text("董卓以其弟旻爲左將軍。封其兄子璜爲中軍校尉！", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    extracted = runner.invoke(app, ["extract", "--program", str(prog), str(text), "--out", str(out)])
+    assert extracted.exit_code == 0, extracted.output + extracted.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from slcolm_dspy.data.corpus import load_split
-from slcolm_dspy.replay import choose_w, load_w_rules, score_run, score_slm
+from slcolm_dspy.replay import choose_sources, choose_w, load_w_rules, score_run, score_slm
 
 
 def pct(x):
@@ -96,3 +96,20 @@ def test_leak_free_w_rules(schema, replay_pack, corpus_dir):
     assert (pct(r["micro_f1"]), pct(r["macro_f1"])) == (65.61, 52.18)
     lowest = choose_w(rules["dev_lowest_k"], schema, dev, counts)
     assert len(lowest) == 12 and set(below) <= set(lowest)
+
+
+def test_per_type_rule_from_slm_dev_only(schema, replay_pack, corpus_dir):
+    """The learned per-type replay policy: LLM / union / SLM per type from SLM dev P and R alone."""
+    dev = score_slm(replay_pack.dev_gold, replay_pack.dev_slm, schema)
+    train, _ = load_split(corpus_dir, "train", schema)
+    counts = Counter(rel.type for r in train for rel in r.relations)
+    rule = {rule.name: rule for rule in load_w_rules()}["dev_precision_recall"]
+    sources = choose_sources(rule, schema, dev, counts)
+    union = {t for t, s in sources.items() if s == "union"}
+    assert all(dev["per_type"][t]["p"] >= 0.7 and dev["per_type"][t]["r"] < 0.5 for t in union)
+    assert {t for t, s in sources.items() if s == "llm"} == set(choose_w(rule, schema, dev, counts))
+    r = score_run(replay_pack, "deepseek_icl_slcolm", schema, "1", sources=sources)
+    assert (pct(r["micro_f1"]), pct(r["macro_f1"])) == (65.63, 53.12)
+    # every type from the SLM is the SLM alone under the same filter
+    slm_only = score_run(replay_pack, "deepseek_icl_slcolm", schema, "1", sources={})
+    assert (pct(slm_only["micro_f1"]), pct(slm_only["macro_f1"])) == (65.36, 43.70)

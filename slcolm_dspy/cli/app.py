@@ -7,6 +7,7 @@ import typer  # offline switches: set by the slcolm_dspy package itself, before 
 from slcolm_dspy.cli.data_cmds import data_app
 from slcolm_dspy.cli.eval_cmds import evaluate, replay
 from slcolm_dspy.cli.guide_cmds import guide, serve
+from slcolm_dspy.cli.program_cmds import compile_program, extract
 from slcolm_dspy.cli.schema_cmds import schema_app
 from slcolm_dspy.cli.slm_cmds import slm_app
 
@@ -24,6 +25,8 @@ app.command()(evaluate)
 app.command()(replay)
 app.command()(guide)
 app.command()(serve)
+app.command("compile")(compile_program)
+app.command()(extract)
 
 
 def main() -> None:

@@ -21,17 +21,36 @@ from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.replay_pack import ReplayPack
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.evaluate.paper import entity_strings
-from slcolm_dspy.replay import choose_w, load_w_rules, score_run, score_slm
+from slcolm_dspy.replay import choose_sources, choose_w, load_w_rules, score_run, score_slm
 
 console = make_console()
 
 
 @reports_errors
 def evaluate(
-    pred: Annotated[Path, typer.Option("--pred", help="Predicted records (JSONL or any supported format).")],
+    pred: Annotated[
+        Path | None, typer.Option("--pred", help="Predicted records (JSONL or any supported format).")
+    ] = None,
     gold: Annotated[
-        Path, typer.Option("--gold", help="Gold records (corpus file, JSONL, SpERT, replay gold).")
-    ],
+        Path | None, typer.Option("--gold", help="Gold records (corpus file, JSONL, SpERT, replay gold).")
+    ] = None,
+    program: Annotated[
+        Path | None,
+        typer.Option(
+            help="A compiled program: run it on --split and report every system (no --pred/--gold)."
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="With --program: the split to evaluate on.")] = "test",
+    limit: Annotated[int | None, typer.Option(min=1, help="With --program: the first N sentences.")] = None,
+    lm: Annotated[str | None, typer.Option(help="With --program: another LLM than compiled with.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="With --program: an OpenAI-compatible server.")] = None,
+    slm: Annotated[Path | None, typer.Option(help="With --program: the program's SLM, if it moved.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="With --program: report directory (default PROGRAM/eval-SPLIT).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 1,
+    max_tokens: Annotated[int, typer.Option(min=16)] = 768,
+    data: DataOption = None,
     protocol: Annotated[
         str, typer.Option(help="paper (the authors' string matching) or strict (offsets).")
     ] = "paper",
@@ -46,7 +65,28 @@ def evaluate(
     schema_name: SchemaOption = "chisre",
     skip_bad: SkipBadOption = False,
 ) -> None:
-    """Score predictions against gold: micro/macro P/R/F1, head/tail macro, per type, NER."""
+    """Score predictions against gold (--pred/--gold), or a compiled program on a split (--program):
+    micro/macro P/R/F1 under both protocols, head/tail macro, per type, NER."""
+    if program is not None:
+        from slcolm_dspy.cli.program_cmds import evaluate_program
+
+        if pred is not None or gold is not None:
+            raise SlcolmError("--program evaluates on --split: leave out --pred and --gold")
+        evaluate_program(
+            program,
+            split,
+            limit=limit,
+            lm=lm,
+            api_base=api_base,
+            slm=slm,
+            out=out,
+            concurrency=concurrency,
+            max_tokens=max_tokens,
+            data=data,
+        )
+        return
+    if pred is None or gold is None:
+        raise SlcolmError("give --pred and --gold, or --program")
     schema = load_schema(schema_name)
     if protocol not in ("paper", "strict"):
         raise SlcolmError(f"--protocol must be paper or strict, not {protocol!r}")
@@ -152,13 +192,23 @@ def replay(
     if "K12_ernie" in authors_w:
         w_lists["authors K12 (test-chosen)"] = authors_w["K12_ernie"]
     counts = _train_counts(data_dir, schema_name)
+    per_type: dict[str, dict[str, str]] = {}
     for rule in load_w_rules():
         if rule.source == "slm_dev" and slm_dev is None:
+            continue
+        if rule.per_type:
+            assert slm_dev is not None
+            per_type[rule.name] = choose_sources(rule, schema, slm_dev, counts)
             continue
         w_lists[rule.name] = choose_w(rule, schema, slm_dev, counts)
     for name, w in w_lists.items():
         console.print(f"W {name} ({len(w)}): {' '.join(w)}")
+    for name, sources in per_type.items():
+        for source in ("llm", "union"):
+            chosen = [t for t, s in sources.items() if s == source]
+            console.print(f"per-type {name}, {source} ({len(chosen)}): {' '.join(chosen)}")
     out["w_lists"] = w_lists
+    out["per_type_sources"] = per_type
 
     settings_rows: list[tuple[str, str, list[str], float | None]] = [("mode 0 (LLM alone)", "0", [], None)]
     settings_rows.append(("mode 1 (union)", "1", [], None))
@@ -168,6 +218,7 @@ def replay(
     for name, w in w_lists.items():
         settings_rows.append((f"clean mode 3, W = {name}", "3-clean", w, None))
     settings_rows.append(("mode 4 (SLM wins overlap)", "4", [], None))
+    source_rows = [(f"per-type, rule = {name}", sources) for name, sources in per_type.items()]
 
     modes = Table(title="merge modes on the recorded outputs: micro / macro F1", title_justify="left")
     modes.add_column("setting")
@@ -177,6 +228,13 @@ def replay(
         cells = []
         for run in replay_pack.runs:
             r = score_run(replay_pack, run, schema, mode, llm_types=w, threshold=h)  # type: ignore[arg-type]
+            out["modes"].setdefault(label, {})[run] = r
+            cells.append(f"{pct(r['micro_f1'])} / {pct(r['macro_f1'])}")
+        modes.add_row(label, *cells)
+    for label, sources in source_rows:
+        cells = []
+        for run in replay_pack.runs:
+            r = score_run(replay_pack, run, schema, "1", sources=sources)
             out["modes"].setdefault(label, {})[run] = r
             cells.append(f"{pct(r['micro_f1'])} / {pct(r['macro_f1'])}")
         modes.add_row(label, *cells)

@@ -12,12 +12,13 @@ generated letter is used.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from slcolm_dspy.core.records import Relation, Sentence
 from slcolm_dspy.core.schema import Schema
 
 LETTERS = "ABCDEFGHIJ"
@@ -32,6 +33,15 @@ class RoutingSettings:
     top_n: int = 3  # types offered as options
 
 
+@dataclass(frozen=True)
+class ChoiceThresholds:
+    """How LLM answers change the SLM's record; chosen on dev by the optimizer."""
+
+    accept: float = 0.5  # relabel: the chosen type is taken when its probability exceeds this
+    reject: float = 0.5  # relabel: "none of these" above this removes the pair's relations
+    keep: float = 0.5  # verify: an uncertain SLM triple is dropped when "holds" is below this
+
+
 @dataclass
 class ChoiceTask:
     head: int
@@ -39,20 +49,67 @@ class ChoiceTask:
     types: list[str]  # candidate types, best SLM probability first
     slm_probabilities: list[float]
     kind: str  # "relabel" or "verify"
+    best: float = 0.0  # the pair's two best SLM probabilities, so routing can be replayed offline
+    second: float = 0.0
+
+
+def is_routed(best: float, second: float, settings: RoutingSettings) -> bool:
+    """Whether a pair with these two best SLM probabilities goes to the LLM."""
+    if best < settings.low:
+        return False
+    return best < settings.high or best - second < settings.margin
+
+
+def top_two(probabilities: np.ndarray) -> tuple[float, float]:
+    ordered = np.sort(probabilities)[::-1]
+    return float(ordered[0]), float(ordered[1]) if len(ordered) > 1 else 0.0
 
 
 def route(
     probabilities: np.ndarray, relation_types: Sequence[str], settings: RoutingSettings
 ) -> list[str] | None:
     """The candidate types to ask about for one pair, or None when the SLM is sure enough."""
-    order = np.argsort(-probabilities)
-    best = float(probabilities[order[0]])
-    second = float(probabilities[order[1]]) if len(order) > 1 else 0.0
-    if best < settings.low:
+    if not is_routed(*top_two(probabilities), settings):
         return None
-    if best < settings.high or best - second < settings.margin:
-        return [relation_types[i] for i in order[: settings.top_n]]
-    return None
+    order = np.argsort(-probabilities)
+    return [relation_types[i] for i in order[: settings.top_n]]
+
+
+def apply_choices(
+    record: Sentence,
+    decisions: Iterable[Mapping[str, Any]],
+    thresholds: ChoiceThresholds,
+    routing: RoutingSettings | None = None,
+) -> Sentence:
+    """The SLM's record corrected by the LLM's answers (decisions as the guide stores them).
+
+    With `routing`, only decisions about pairs that band routes are applied: a run made with a
+    wide band can be re-read offline as if a narrower one had been used, at no LLM cost.
+    """
+    drop: set[tuple[int, int, str]] = set()
+    add: list[Relation] = []
+    for d in decisions:
+        if routing is not None and not is_routed(d.get("best", 1.0), d.get("second", 0.0), routing):
+            continue
+        head, tail, types, probs = d["head"], d["tail"], d["types"], d["llm_probabilities"]
+        if d["kind"] == "verify":
+            if probs[0] < thresholds.keep:
+                drop.add((head, tail, types[0]))
+            continue
+        best = int(np.argmax(probs))
+        if best < len(types) and probs[best] > thresholds.accept:
+            chosen = types[best]
+            drop.update((head, tail, t) for t in types if t != chosen)
+            add.append(Relation(chosen, head, tail, d["slm_probabilities"][best]))
+        elif best == len(types) and probs[best] > thresholds.reject:
+            drop.update((head, tail, t) for t in types)
+    kept = [r for r in record.relations if (r.head, r.tail, r.type) not in drop]
+    present = {(r.head, r.tail, r.type) for r in kept}
+    for rel in add:
+        if (rel.head, rel.tail, rel.type) not in present:
+            kept.append(rel)
+            present.add((rel.head, rel.tail, rel.type))
+    return record.with_predictions(record.entities, kept)
 
 
 def statement(schema: Schema, rel_type: str, head: str, tail: str) -> str:

@@ -23,7 +23,7 @@ import dspy
 import numpy as np
 
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.core.records import Relation, Sentence
+from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.io import written_ids
 from slcolm_dspy.data.writers import write_jsonl
@@ -33,10 +33,14 @@ from slcolm_dspy.guide.candidates import CandidateSelector
 from slcolm_dspy.guide.choice import (
     NONE_OF_THESE,
     ChoiceTask,
+    ChoiceThresholds,
     RoutingSettings,
+    apply_choices,
     choice_prompt,
+    is_routed,
     route,
     statement,
+    top_two,
 )
 from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
 from slcolm_dspy.guide.embed import Embedder, cached_passages
@@ -57,6 +61,10 @@ class GuideConfig:
     top_m: int = 4
     max_definitions: int = 12
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    thresholds: ChoiceThresholds = field(default_factory=ChoiceThresholds)
+    # extract: only sentences with at least one routed pair go to the LLM (filter-then-rerank);
+    # the others keep the SLM's record
+    route_sentences: bool = False
     verify: bool = True  # choice: ask yes/no about uncertain SLM triples
     relabel: bool = True  # choice: ask which type holds for uncertain pairs
     rotations: int = 2
@@ -116,17 +124,38 @@ class Guide:
         self.selector = CandidateSelector(schema, embedder, config.top_m, config.max_definitions)
         self.grounder = Grounder(schema)
         self._form = render.text_form(schema)
-        pool_slm = slm.predict(pool) if pool else []
-        self.pool = [Demo(g, s) for g, s in zip(pool, pool_slm, strict=True)]
-        if config.demos and self.pool:
-            vectors = self._vectors([d.gold for d in self.pool], passages=True, cache=cache)
-            self.retriever: DemoRetriever | None = DemoRetriever(self.pool, vectors)
-        else:
-            self.retriever = None
+        self._pool = list(pool)
+        self._pool_slm: list[Sentence] | None = None
+        self._cache = cache
+        self._retrievers: dict[str, DemoRetriever] = {}  # by demonstration source
         self.extraction = GuidedExtraction(schema)
         if config.json_mode and config.adapter == "compact":
             self.extraction.lm_config = {"response_format": {"type": "json_object"}}
         self.choice = RelationChoice(schema, config.rotations)
+
+    @property
+    def retriever(self) -> DemoRetriever | None:
+        """Built on first use: predicting and embedding the pool costs a minute on a large pool,
+        and a run that needs no demonstrations (choice, a resumed run) should not pay it."""
+        if not self.config.demos or not self._pool:
+            return None
+        source = self.config.demo_source
+        if source not in self._retrievers:
+            if self._pool_slm is None:
+                self._pool_slm = self.slm.predict(self._pool)
+            demos = [Demo(g, s) for g, s in zip(self._pool, self._pool_slm, strict=True)]
+            vectors = self._vectors([d.gold for d in demos], passages=True, cache=self._cache)
+            self._retrievers[source] = DemoRetriever(demos, vectors)
+        return self._retrievers[source]
+
+    def reconfigure(self, config: GuideConfig) -> None:
+        """Run with other settings; the SLM, embedder, pool and built indexes are kept."""
+        if (config.top_m, config.max_definitions) != (self.config.top_m, self.config.max_definitions):
+            self.selector = CandidateSelector(
+                self.schema, self.embedder, config.top_m, config.max_definitions
+            )
+        self.config = config
+        self.choice.rotations = config.rotations
 
     def _vectors(
         self, records: Sequence[Sentence], *, passages: bool, cache: Path | None = None
@@ -142,7 +171,7 @@ class Guide:
         predicted = self.slm.predict_with_pair_scores(records)
         slm_records = [p for p, _ in predicted]
         definitions = self.selector.select_all(records, slm_records)
-        if self.retriever is not None:
+        if self.config.module == "extract" and records and self.retriever is not None:
             demos = self.retriever.retrieve(
                 records, self._vectors(records, passages=False), self.config.demos, self.config.demo_order
             )
@@ -166,8 +195,17 @@ class Guide:
         messages = adapter.format(self.extraction.extract.signature, [], self.extraction_inputs(item))
         return sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
 
+    def routed(self, item: Prepared) -> bool:
+        return any(is_routed(*top_two(p.probabilities), self.config.routing) for p in item.pair_scores)
+
     def extract(self, item: Prepared) -> tuple[Sentence, dict[str, Any]]:
-        meta: dict[str, Any] = {"definitions": item.definitions, "demos": [d.gold.id for d in item.demos]}
+        if self.config.route_sentences and not self.routed(item):
+            return item.slm, {"llm": False}
+        meta: dict[str, Any] = {
+            "llm": True,
+            "definitions": item.definitions,
+            "demos": [d.gold.id for d in item.demos],
+        }
         try:
             prediction = self.extraction(**self.extraction_inputs(item))
             mentions, triples = prediction.entities, prediction.relations
@@ -188,20 +226,20 @@ class Guide:
             if options is None:
                 continue
             probs = [float(pair.probabilities[types.index(t)]) for t in options]
+            best, second = top_two(pair.probabilities)
             if self.config.relabel:
-                tasks.append(ChoiceTask(pair.head, pair.tail, options, probs, "relabel"))
+                tasks.append(ChoiceTask(pair.head, pair.tail, options, probs, "relabel", best, second))
             if self.config.verify:
                 for t, p in zip(options, probs, strict=True):
                     if (pair.head, pair.tail, t) in predicted:
-                        tasks.append(ChoiceTask(pair.head, pair.tail, [t], [p], "verify"))
+                        tasks.append(ChoiceTask(pair.head, pair.tail, [t], [p], "verify", best, second))
         return tasks
 
     def choose(self, item: Prepared, lm: Any) -> tuple[Sentence, dict[str, Any]]:
         """The SLM's record with uncertain triples verified and uncertain pairs relabelled.
 
-        The LLM's probabilities are kept in the metadata, so the merge policy can set its own
-        thresholds on dev; here a relabel needs the chosen option above 0.5 and a verified triple
-        is dropped below 0.5.
+        The LLM's probabilities are kept in the metadata, so the optimizer can set the
+        thresholds (and narrower routing bands) on dev without asking again.
         """
         sentence = item.record.form(self._form)
         record = item.slm
@@ -209,8 +247,6 @@ class Guide:
         decisions = []
         prompt_chars: list[int] = []
         instructions = self.choice.choose.signature.instructions
-        drop: set[tuple[int, int, str]] = set()
-        add: list[Relation] = []
         for task in self.choice_tasks(item):
             head, tail = names[task.head], names[task.tail]
             if task.kind == "verify":
@@ -219,23 +255,11 @@ class Guide:
                 options = [statement(self.schema, t, head, tail) for t in task.types] + [NONE_OF_THESE]
             prompt_chars.append(len(choice_prompt(instructions, sentence, options)))
             result = self.choice(sentence=sentence, options=options, lm=lm)
-            probs = list(result.probabilities)
-            decisions.append({**asdict(task), "llm_probabilities": probs, "scored": result.scored})
-            if task.kind == "verify":
-                if probs[0] < 0.5:
-                    drop.add((task.head, task.tail, task.types[0]))
-            else:
-                best = int(np.argmax(probs))
-                if best < len(task.types) and probs[best] > 0.5:
-                    chosen = task.types[best]
-                    drop.update((task.head, task.tail, t) for t in task.types if t != chosen)
-                    add.append(Relation(chosen, task.head, task.tail, task.slm_probabilities[best]))
-                elif best == len(task.types) and probs[best] > 0.5:
-                    drop.update((task.head, task.tail, t) for t in task.types)
-        kept = [r for r in record.relations if (r.head, r.tail, r.type) not in drop]
-        present = {(r.head, r.tail, r.type) for r in kept}
-        kept += [r for r in add if (r.head, r.tail, r.type) not in present]
-        return record.with_predictions(record.entities, kept), {
+            decisions.append(
+                {**asdict(task), "llm_probabilities": list(result.probabilities), "scored": result.scored}
+            )
+        return apply_choices(record, decisions, self.config.thresholds), {
+            "llm": bool(decisions),
             "choices": decisions,
             "prompt_chars": prompt_chars,
         }
@@ -245,6 +269,7 @@ class Guide:
 class RunSummary:
     sentences: int = 0
     resumed: int = 0
+    llm_sentences: int = 0
     llm_calls: int = 0
     cached_calls: int = 0
     prompt_tokens: int = 0
@@ -263,6 +288,7 @@ class RunSummary:
         return {
             "sentences": self.sentences,
             "resumed": self.resumed,
+            "llm_sentences": self.llm_sentences,
             "llm_calls": self.llm_calls,
             "cached_calls": self.cached_calls,
             "prompt_tokens": self.prompt_tokens,
@@ -336,6 +362,11 @@ def run_guide(
                 summary.pairs += len(item.pair_scores)
                 routed = {(c["head"], c["tail"]) for c in meta["choices"]}
                 summary.routed_pairs += len(routed)
+            summary.llm_sentences += int(meta.get("llm", True))
+            # every pair's two best SLM probabilities: narrower routing bands can be replayed offline
+            meta["pairs"] = [
+                [p.head, p.tail, *(round(x, 4) for x in top_two(p.probabilities))] for p in item.pair_scores
+            ]
             with lock:
                 sink.write(json.dumps({**record.to_json(), "guide": meta}, ensure_ascii=False) + "\n")
                 sink.flush()
@@ -346,12 +377,35 @@ def run_guide(
     for entry in lm.history[history_start:]:
         summary.llm_calls += 1
         usage = entry.get("usage") or {}
-        if entry.get("cache_hit") or not usage:
+        if entry.get("cache_hit"):
             summary.cached_calls += 1
         summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         summary.completion_tokens += int(usage.get("completion_tokens") or 0)
         summary.cost += float(entry.get("cost") or 0.0)
     result = {"settings": settings or {}, "config": asdict(guide.config), **summary.as_dict()}
+    # totals over every (resumed) invocation on this directory: what the whole run cost
+    previous_path = run_dir / "run.json"
+    previous = (
+        json.loads(previous_path.read_text(encoding="utf-8")).get("total", {})
+        if previous_path.is_file()
+        else {}
+    )
+    result["prompt_chars_sum"] = sum(summary.prompt_chars)
+    result["prompt_chars_n"] = len(summary.prompt_chars)
+    result["total"] = {
+        key: previous.get(key, 0) + result[key]
+        for key in (
+            "sentences",
+            "llm_sentences",
+            "llm_calls",
+            "cached_calls",
+            "prompt_tokens",
+            "completion_tokens",
+            "seconds",
+            "prompt_chars_sum",
+            "prompt_chars_n",
+        )
+    }
     (run_dir / "run.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return result
 

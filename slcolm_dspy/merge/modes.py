@@ -13,6 +13,7 @@ are, whatever the sequence type. Modes 0-4 follow the authors' implementation (r
 - 4 `slm_wins_overlap`: for types both predicted, the SLM's items replace the LLM's; SLM-only types
   are not added.
 - `per_type` (clean mode 3): types in W come from the LLM, every other type from the SLM.
+- `by_source`: each type from the SLM, the LLM or the union of both (the learned per-type policy).
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ def per_type(llm: Table, slm: Table, llm_types: Collection[str]) -> dict[str, An
     merged = {t: list(v) for t, v in slm.items() if t not in llm_types}
     merged.update({t: list(v) if isinstance(v, list) else v for t, v in llm.items() if t in llm_types})
     return merged
+
+
+def by_source(llm: Table, slm: Table, sources: Mapping[str, str], default: str = "slm") -> dict[str, Any]:
+    """Each type from its source: "slm", "llm" or "union"; types not listed from `default`."""
+
+    def pick(table: Table, wanted: tuple[str, ...]) -> dict[str, Any]:
+        return {t: v for t, v in table.items() if sources.get(t, default) in wanted}
+
+    return union(pick(llm, ("llm", "union")), pick(slm, ("slm", "union")))
 
 
 def merge_tables(llm: Table, slm: Table, mode: MergeMode, llm_types: Collection[str] = ()) -> dict[str, Any]:

@@ -1,0 +1,483 @@
+"""`slcolm compile`, `slcolm extract` and `slcolm evaluate --program`: compiled programs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections import Counter
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from slcolm_dspy.cli.errors import reports_errors
+from slcolm_dspy.cli.options import DataOption, SchemaOption
+from slcolm_dspy.cli.render import make_console, pct
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema, load_schema
+from slcolm_dspy.data.corpus import load_split, resolve_data_dir
+
+if TYPE_CHECKING:
+    from slcolm_dspy.guide.pipeline import Guide, GuideConfig
+    from slcolm_dspy.program import CompiledProgram
+
+console = make_console()
+
+LmOption = Annotated[str, typer.Option(help="local[:name] or any LiteLLM model string.")]
+ApiBaseOption = Annotated[str | None, typer.Option(help="An OpenAI-compatible server for --lm.")]
+
+
+def _progress(label: str) -> Progress:
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+def _guide(schema: Schema, config: GuideConfig, slm_dir: Path, embedder: str, pool: list[Sentence]) -> Guide:
+    from slcolm_dspy.guide.embed import make_embedder
+    from slcolm_dspy.guide.pipeline import Guide
+    from slcolm_dspy.slm.encoders import cache_dir
+    from slcolm_dspy.slm.extractor import SpanExtractor
+
+    with console.status("loading the SLM and the embedder"):
+        extractor = SpanExtractor.load(slm_dir)
+        return Guide(
+            schema, extractor, make_embedder(embedder), pool, config, cache=cache_dir() / "embeddings"
+        )
+
+
+def _open_lm(
+    lm: str, api_base: str | None, max_tokens: int, concurrency: int, log: Path
+) -> AbstractContextManager:
+    from slcolm_dspy.guide.backends import LMSpec, open_lm
+    from slcolm_dspy.slm.encoders import cache_dir
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return open_lm(
+        LMSpec(lm, api_base=api_base, max_tokens=max_tokens), cache_dir(), parallel=concurrency, log=log
+    )
+
+
+def dev_sample(dev: list[Sentence], size: int, seed: int) -> list[Sentence]:
+    """A seeded sample of dev sentences that have relations, in corpus order."""
+    pool = [i for i, r in enumerate(dev) if r.relations]
+    picked = sorted(random.Random(seed).sample(pool, min(size, len(pool))))
+    return [dev[i] for i in picked]
+
+
+@reports_errors
+def compile_program(
+    lm: LmOption = "local",
+    api_base: ApiBaseOption = None,
+    preset: Annotated[
+        str, typer.Option(help="An optimizer preset in optimize/ (local, api) or a TOML file.")
+    ] = "local",
+    slm: Annotated[Path, typer.Option(help="A trained SLM directory.")] = Path("runs/slm"),
+    out: Annotated[Path, typer.Option(help="The program directory to write.")] = Path("programs/default"),
+    sample: Annotated[
+        int | None, typer.Option(min=2, help="Dev sentences to score on (preset's default).")
+    ] = None,
+    budget_calls: Annotated[int | None, typer.Option(min=1, help="LLM calls the search may spend.")] = None,
+    max_llm_share: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Most sentences sent to the LLM.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the dev sample.")] = 0,
+    demo_pool: Annotated[str, typer.Option(help="Split demonstrations come from (never test).")] = "dev",
+    embedder: Annotated[str, typer.Option(help="e5 or a local sentence-transformers directory.")] = "e5",
+    concurrency: Annotated[int, typer.Option(min=1)] = 1,
+    max_tokens: Annotated[int, typer.Option(min=16)] = 768,
+    data: DataOption = None,
+    schema_name: SchemaOption = "chisre",
+) -> None:
+    """Compile the LLM stage on dev: search prompts, routing and merge policy; save a program."""
+    from dataclasses import replace
+
+    from slcolm_dspy.evaluate import RelationEvaluator
+    from slcolm_dspy.program import SLCoLMProgram, llm_view, save_program
+    from slcolm_dspy.program.runner import GuideRunner
+    from slcolm_dspy.teleprompt import DevF1Search, as_examples, candidate_table_rows, load_preset
+
+    if demo_pool == "test":
+        raise SlcolmError("--demo-pool test is refused: nothing is tuned or retrieved from the test split")
+    space = load_preset(preset)
+    overrides = {"sample": sample, "budget_calls": budget_calls, "max_llm_share": max_llm_share}
+    space = replace(space, **{k: v for k, v in overrides.items() if v is not None})
+    schema = load_schema(schema_name)
+    data_dir = resolve_data_dir(data)
+    dev = load_split(data_dir, "dev", schema)[0]
+    records = dev_sample(dev, space.sample, seed)
+    train_counts = Counter(r.type for s in load_split(data_dir, "train", schema)[0] for r in s.relations)
+    needs_pool = any(int(k) > 0 for k in space.prompt.get("demos", [0]))
+    pool = load_split(data_dir, demo_pool, schema)[0] if needs_pool else []
+    program = SLCoLMProgram(schema)
+    guide = _guide(schema, program.config, slm, embedder, pool)
+    console.print(
+        f"compiling with preset {space.name} ({space.description}) on {len(records)} dev sentences, "
+        f"at most {space.budget_calls} LLM calls, at most {space.max_llm_share:.0%} of sentences to the LLM"
+    )
+    started = time.monotonic()
+    from slcolm_dspy.program.artifact import slm_reference
+
+    # runs are kept per SLM: another SLM gives other hints, so its answers are not reused
+    work = out / "compile" / slm_reference(slm)["sha256"][:12]
+    for stale in out.glob("eval-*"):  # evaluations of an earlier program
+        shutil.rmtree(stale)
+    with (
+        _open_lm(lm, api_base, max_tokens, concurrency, work / "server.log") as model,
+        _progress("dev sample") as bar,
+    ):
+        task = bar.add_task("guide", total=None)
+        runner = GuideRunner(
+            guide, model, work, on_done=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+        search = DevF1Search(space, runner, schema, train_counts=train_counts, progress=bar.console.print)
+        compiled = search.compile(program, trainset=as_examples(records))
+        policies = search.policies_for(compiled, records)
+        assert search.chosen_run is not None
+        outcome, _ = runner(search.chosen_run, records)
+    seconds = time.monotonic() - started
+    view, share = llm_view(outcome, compiled.config)
+    merged = compiled.policy.apply_all(view, outcome.slm)
+    if compiled.policy.kind == "slm":
+        share = 0.0
+    dev_scores = {}
+    for protocol in ("paper", "strict"):
+        evaluator = RelationEvaluator(records, schema, protocol)  # type: ignore[arg-type]
+        for name, recs in (("slm", outcome.slm), ("compiled", merged)):
+            result = evaluator(recs)
+            dev_scores[f"{name}.{protocol}"] = {
+                k: result[k] for k in ("micro_f1", "macro_f1", "head_macro_f1", "tail_macro_f1")
+            }
+    table_rows = candidate_table_rows(search.candidates)
+    _print_candidates(table_rows, len(search.candidates))
+    retrieval = {
+        "pool_split": demo_pool if needs_pool else None,
+        "pool_sha256": schema.corpus.sha256.get(schema.corpus.splits[demo_pool].file)
+        if needs_pool and schema.corpus
+        else None,
+        "embedder": embedder,
+        "demos": compiled.config.demos,
+        "demo_source": compiled.config.demo_source,
+        "demo_order": compiled.config.demo_order,
+    }
+    dev_metrics = {
+        "sample": [r.id for r in records],
+        "seed": seed,
+        "llm_sentence_share": share,
+        "scores": dev_scores,
+        "policies": [p.to_json() for p in policies],
+        "candidates": [c.to_json() for c in search.candidates],
+    }
+    extra = {"preset": space.name, "llm_calls": search.calls_used, "compile_seconds": round(seconds, 1)}
+    save_program(
+        out,
+        compiled,
+        schema,
+        lm={"model": lm, "api_base": api_base},
+        slm_dir=slm,
+        retrieval=retrieval,
+        dev_metrics=dev_metrics,
+        extra=extra,
+    )
+    c = dev_scores["compiled.paper"]
+    s = dev_scores["slm.paper"]
+    console.print(
+        f"compiled policy: {compiled.policy.label}; dev sample macro-F1 {pct(c['macro_f1'])} "
+        f"(SLM {pct(s['macro_f1'])}), micro {pct(c['micro_f1'])} (SLM {pct(s['micro_f1'])}); "
+        f"{share:.0%} of sentences to the LLM; {search.calls_used} LLM calls in {seconds / 60:.1f} min; "
+        f"program in {out}"
+    )
+
+
+def _print_candidates(rows: list[Any], total: int) -> None:
+    table = Table(
+        title=f"candidates (best {len(rows)} of {total}; dev sample, paper protocol)", title_justify="left"
+    )
+    for col in (
+        "#",
+        "prompt",
+        "routing low/high/margin",
+        "thresholds",
+        "policy",
+        "LLM share",
+        "macro F1",
+        "micro F1",
+        "chosen",
+    ):
+        table.add_column(
+            col, justify="right" if col in ("#", "LLM share", "macro F1", "micro F1") else "left"
+        )
+    for c in rows:
+        prompt = " ".join(f"{k}={v}" for k, v in c.prompt.items() if k != "module") or "-"
+        routing = f"{c.routing.low}/{c.routing.high}/{c.routing.margin}" if c.routing else "-"
+        limits = f"{c.thresholds.accept}/{c.thresholds.reject}/{c.thresholds.keep}" if c.thresholds else "-"
+        table.add_row(
+            str(c.number),
+            f"{c.prompt.get('module')} {prompt}",
+            routing,
+            limits,
+            c.policy.label,
+            f"{c.llm_share:.0%}",
+            pct(c.macro_f1),
+            pct(c.micro_f1),
+            "*" if c.chosen else "",
+        )
+    console.print(table)
+
+
+def _program_guide(compiled: CompiledProgram, slm: Path | None, data: Path | None) -> Guide:
+    """The guide a compiled program runs with: its SLM (hash checked) and its demonstration pool."""
+    from slcolm_dspy.data.io import sha256_of
+
+    config = compiled.program.config
+    retrieval = compiled.retrieval
+    pool: list[Sentence] = []
+    if config.demos and retrieval.get("pool_split"):
+        data_dir = resolve_data_dir(data)
+        split = retrieval["pool_split"]
+        pool = load_split(data_dir, split, compiled.schema)[0]
+        expected = retrieval.get("pool_sha256")
+        corpus = compiled.schema.corpus
+        if expected and corpus is not None and sha256_of(data_dir / corpus.splits[split].file) != expected:
+            raise SlcolmError(
+                f"the demonstration pool ({split} in {data_dir}) differs from the one compiled with"
+            )
+    return _guide(compiled.schema, config, compiled.slm_dir(slm), retrieval.get("embedder", "e5"), pool)
+
+
+def _read_inputs(path: Path, schema: Schema) -> list[Sentence]:
+    from slcolm_dspy.data.readers import read_records
+    from slcolm_dspy.data.text import read_text
+
+    if path.suffix == ".txt":
+        return read_text(path)
+    if path.suffix in (".jsonl", ".json"):
+        return [r.with_predictions((), ()) for r in read_records(path, schema)[0]]
+    raise SlcolmError(f"{path}: give a .txt (running text) or .jsonl/.json (records) file")
+
+
+@reports_errors
+def extract(
+    program: Annotated[Path, typer.Option(help="A compiled program directory.")],
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="A .txt (running text) or .jsonl file.")
+    ],
+    out: Annotated[Path, typer.Option(help="Records with grounded triples (JSONL).")],
+    lm: Annotated[str | None, typer.Option(help="Another LLM than the one compiled with.")] = None,
+    api_base: ApiBaseOption = None,
+    slm: Annotated[Path | None, typer.Option(help="The program's SLM, if it moved.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 1,
+    max_tokens: Annotated[int, typer.Option(min=16)] = 768,
+    data: DataOption = None,
+) -> None:
+    """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""
+    from slcolm_dspy.data.writers import write_jsonl
+    from slcolm_dspy.program import load_program
+    from slcolm_dspy.program.runner import is_complete, run_program
+
+    compiled = load_program(program)
+    records = _read_inputs(input_path, compiled.schema)
+    if not records:
+        raise SlcolmError(f"{input_path}: no sentences")
+    model_name = lm or compiled.manifest["lm"]["model"]
+    base = api_base if lm else (api_base or compiled.manifest["lm"].get("api_base"))
+    work = out.parent / f"{out.name}.run"
+    if compiled.policy.kind == "slm":  # the program decided the LLM does not help: no call is made
+        guide = _program_guide(compiled, slm, data)
+        merged = guide.slm.predict(records)
+        calls = 0
+    else:
+        if not is_complete(work, records):
+            guide = _program_guide(compiled, slm, data)
+            with (
+                _open_lm(model_name, base, max_tokens, concurrency, work / "server.log") as model,
+                _progress(f"extract via {model_name}") as bar,
+            ):
+                task = bar.add_task("extract", total=None)
+                outcome, calls = run_program(
+                    compiled.program,
+                    guide,
+                    records,
+                    model,
+                    work,
+                    on_done=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        else:
+            from slcolm_dspy.program import GuideOutcome
+
+            outcome, calls = GuideOutcome.read(work, records, compiled.schema), 0
+        merged = compiled.policy.apply_all(outcome.llm, outcome.slm)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(merged, out)
+    triples = sum(len(r.relations) for r in merged)
+    console.print(
+        f"{len(merged)} sentences, {triples} triples ({compiled.policy.label}); "
+        f"{calls} LLM calls; written to {out}"
+    )
+
+
+def evaluate_program(
+    program: Path,
+    split: str,
+    *,
+    limit: int | None = None,
+    lm: str | None,
+    api_base: str | None,
+    slm: Path | None,
+    out: Path | None,
+    concurrency: int,
+    max_tokens: int,
+    data: Path | None,
+) -> None:
+    """The report of a compiled program on a split: every system in one table."""
+    from slcolm_dspy.evaluate.report import System, build_report, write_chart, write_html, write_json
+    from slcolm_dspy.merge.policy import MergePolicy
+    from slcolm_dspy.program import GuideOutcome, load_program
+    from slcolm_dspy.program.runner import is_complete, run_program
+
+    compiled = load_program(program)
+    schema = compiled.schema
+    data_dir = resolve_data_dir(data)
+    gold = load_split(data_dir, split, schema)[0][:limit]
+    inputs = [g.with_predictions((), ()) for g in gold]
+    report_dir = out or program / (f"eval-{split}" + (f"-first{limit}" if limit else ""))
+    run_dir = report_dir / "run"
+    model_name = lm or compiled.manifest["lm"]["model"]
+    base = api_base if lm else (api_base or compiled.manifest["lm"].get("api_base"))
+    # a stored run is reused only for the same program, SLM and LLM
+    stamp = hashlib.sha256(
+        b"".join((program / name).read_bytes() for name in ("program.json", "settings.json", "slm.json"))
+        + f"{model_name}|{base}".encode()
+    ).hexdigest()
+    stamp_path = run_dir / "program.sha256"
+    if run_dir.exists() and (not stamp_path.is_file() or stamp_path.read_text().strip() != stamp):
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp_path.write_text(stamp + "\n")
+    if not is_complete(run_dir, inputs):
+        guide = _program_guide(compiled, slm, data)
+        with (
+            _open_lm(model_name, base, max_tokens, concurrency, run_dir / "server.log") as model,
+            _progress(f"{split} via {model_name}") as bar,
+        ):
+            task = bar.add_task(split, total=None)
+            run_program(
+                compiled.program,
+                guide,
+                inputs,
+                model,
+                run_dir,
+                settings={"lm": model_name, "split": split},
+                on_done=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    outcome = GuideOutcome.read(run_dir, inputs, schema)
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    total = run.get("total", {})
+    calls, tokens, seconds = total.get("llm_calls", 0), total.get("prompt_tokens", 0), total.get("seconds")
+    llm_sentences = total.get("llm_sentences", 0)
+    share = llm_sentences / max(1, len(gold))
+    policy = compiled.policy
+    systems = [
+        System("SLM alone", outcome.slm, note="the supervised model, no LLM"),
+        System(
+            "LLM (guided, routed)", outcome.llm, calls, tokens, seconds, note="the guide stage's own records"
+        ),
+    ]
+    for blob in compiled.dev_metrics.get("policies", []):
+        other = MergePolicy.from_json(blob)
+        if other.kind != "llm":
+            systems.append(
+                System(
+                    other.label,
+                    other.apply_all(outcome.llm, outcome.slm),
+                    calls,
+                    tokens,
+                    seconds,
+                    note="chosen on dev",
+                )
+            )
+    uses_llm = policy.kind != "slm"
+    compiled_name = f"compiled: {policy.label}"
+    systems.append(
+        System(
+            compiled_name,
+            policy.apply_all(outcome.llm, outcome.slm),
+            calls if uses_llm else 0,
+            tokens if uses_llm else 0,
+            seconds if uses_llm else 0.0,
+            note="the program's policy",
+        )
+    )
+    chars_n = total.get("prompt_chars_n", 0)
+    report = build_report(
+        gold,
+        systems,
+        schema,
+        program=str(program),
+        split=split,
+        lm=model_name,
+        llm_sentence_share=share if uses_llm else 0.0,
+        llm_sentence_share_of_run=share,
+        prompt_chars_mean=(total.get("prompt_chars_sum", 0) / chars_n) if chars_n else 0.0,
+        compiled=compiled_name,
+    )
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_json(report, report_dir / "report.json")
+    write_chart(
+        report, schema, ["SLM alone", "LLM (guided, routed)", compiled_name], report_dir / "per_type_f1.png"
+    )
+    write_html(
+        report,
+        gold,
+        systems[-1].records,
+        schema,
+        report_dir / "report.html",
+        title=f"{program.name} on {split}",
+        chart="per_type_f1.png",
+        system=compiled_name,
+    )
+    _print_report(report, f"{program.name} on {split}: {len(gold)} sentences, LLM {model_name}")
+    console.print(
+        f"{share:.0%} of sentences reached the LLM ({llm_sentences}); report: {report_dir / 'report.json'}, "
+        f"{report_dir / 'per_type_f1.png'}, {report_dir / 'report.html'}"
+    )
+
+
+def _print_report(report: dict[str, Any], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    columns = (
+        "system",
+        "paper micro",
+        "paper macro",
+        "strict micro",
+        "strict macro",
+        "head macro",
+        "tail macro",
+        "LLM calls",
+        "prompt tokens",
+        "time s",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for row in report["systems"]:
+        p, s = row["paper"], row["strict"]
+        table.add_row(
+            row["name"],
+            pct(p["micro_f1"]),
+            pct(p["macro_f1"]),
+            pct(s["micro_f1"]),
+            pct(s["macro_f1"]),
+            pct(p["head_macro_f1"]),
+            pct(p["tail_macro_f1"]),
+            str(row["llm_calls"]),
+            str(row["prompt_tokens"]),
+            "-" if row["seconds"] is None else f"{row['seconds']:.0f}",
+        )
+    console.print(table)

@@ -1,0 +1,182 @@
+"""The evaluation report of a compiled program: every system scored by `RelationEvaluator`
+under both protocols, written as `report.json`, a per-type F1 chart (PNG) and an HTML page of
+sentences with gold and predicted triples."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.evaluate.evaluator import PROTOCOLS, RelationEvaluator
+
+SUMMARY_KEYS = (
+    "micro_p",
+    "micro_r",
+    "micro_f1",
+    "macro_p",
+    "macro_r",
+    "macro_f1",
+    "head_macro_f1",
+    "tail_macro_f1",
+)
+
+
+@dataclass
+class System:
+    name: str
+    records: Sequence[Sentence]
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    seconds: float | None = None
+    note: str = ""
+
+
+def build_report(
+    gold: Sequence[Sentence], systems: Sequence[System], schema: Schema, **extra: Any
+) -> dict[str, Any]:
+    evaluators = {p: RelationEvaluator(gold, schema, p) for p in PROTOCOLS}
+    rows = []
+    for system in systems:
+        scores = {p: evaluators[p](system.records) for p in PROTOCOLS}
+        rows.append(
+            {
+                "name": system.name,
+                "note": system.note,
+                **{p: {k: scores[p][k] for k in SUMMARY_KEYS} for p in PROTOCOLS},
+                "ner_f1": scores["paper"].get("ner_f1"),
+                "per_type": scores["paper"]["per_type"],
+                "llm_calls": system.llm_calls,
+                "prompt_tokens": system.prompt_tokens,
+                "seconds": system.seconds,
+            }
+        )
+    return {"sentences": len(gold), "primary_metric": "paper.macro_f1", "systems": rows, **extra}
+
+
+def write_json(report: Mapping[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def _type_order(schema: Schema, report: Mapping[str, Any]) -> list[str]:
+    present = set()
+    for row in report["systems"]:
+        present |= set(row["per_type"])
+    head = [t for t in schema.relation_types if t in present and t in schema.head_types]
+    tail = [t for t in schema.relation_types if t in present and t not in schema.head_types]
+    return head + tail
+
+
+def write_chart(report: Mapping[str, Any], schema: Schema, names: Sequence[str], path: Path) -> None:
+    """Grouped bars of per-type F1 (paper protocol) for the named systems, head types then tail.
+
+    Types are numbered (the table in the HTML page names them): the machine this runs on may
+    have no CJK font, and boxes would say nothing.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    types = _type_order(schema, report)
+    rows = {r["name"]: r for r in report["systems"]}
+    shown = [n for n in names if n in rows]
+    n_head = sum(1 for t in types if t in schema.head_types)
+    fig, ax = plt.subplots(figsize=(max(8, 0.32 * len(types) + 2), 4.8), dpi=110)
+    width = 0.8 / max(1, len(shown))
+    for i, name in enumerate(shown):
+        values = [100 * rows[name]["per_type"].get(t, {}).get("f1", 0.0) for t in types]
+        ax.bar([x + i * width for x in range(len(types))], values, width, label=name)
+    ax.axvline(n_head - 0.5 + 0.4, color="grey", linestyle="--", linewidth=1)
+    ax.text(n_head / 2, 103, "head types", ha="center", fontsize=9)
+    ax.text(n_head + (len(types) - n_head) / 2, 103, "tail types", ha="center", fontsize=9)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(types))])
+    ax.set_xticklabels([str(schema.relation_types.index(t) + 1) for t in types], fontsize=7)
+    ax.set_ylim(0, 112)
+    ax.set_ylabel("F1 (paper protocol, %)")
+    ax.set_xlabel("relation type (number: see the report page)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(shown), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _triples(record: Sentence | None, form: str | None) -> list[tuple[str, str, str]]:
+    return record.triples(form) if record is not None else []
+
+
+def write_html(
+    report: Mapping[str, Any],
+    gold: Sequence[Sentence],
+    predicted: Sequence[Sentence],
+    schema: Schema,
+    path: Path,
+    *,
+    title: str,
+    chart: str | None,
+    system: str,
+) -> None:
+    """A page: the summary table, per-type F1, the chart, then every sentence with its gold and
+    predicted triples; correct ones plain, wrong ones and missed ones marked."""
+    form = schema.paper.form
+    esc = html.escape
+    by_id = {p.id: p for p in predicted}
+    out = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:first-child{text-align:left}"
+        ".ok{color:#1a7f37}.wrong{color:#c62828;text-decoration:line-through}.missed{color:#b26a00}"
+        ".s{margin:1em 0;padding:.5em;border-left:3px solid #ddd}.t{font-size:1.1em}</style>",
+        f"<h1>{esc(title)}</h1>",
+        "<h2>Systems (paper / strict protocol, %)</h2><table><tr><th>system</th><th>paper micro</th>"
+        "<th>paper macro</th><th>strict micro</th><th>strict macro</th><th>head macro</th><th>tail macro</th>"
+        "<th>LLM calls</th></tr>",
+    ]
+    for row in report["systems"]:
+        p, s = row["paper"], row["strict"]
+        out.append(
+            f"<tr><td>{esc(row['name'])}</td>"
+            f"<td>{100 * p['micro_f1']:.2f}</td><td>{100 * p['macro_f1']:.2f}</td>"
+            f"<td>{100 * s['micro_f1']:.2f}</td><td>{100 * s['macro_f1']:.2f}</td>"
+            f"<td>{100 * p['head_macro_f1']:.2f}</td><td>{100 * p['tail_macro_f1']:.2f}</td>"
+            f"<td>{row['llm_calls']}</td></tr>"
+        )
+    out.append("</table>")
+    if chart:
+        out.append(f"<h2>Per-type F1</h2><img src='{esc(chart)}' alt='per-type F1 chart'>")
+    rows = {r["name"]: r for r in report["systems"]}
+    out.append("<table><tr><th>#</th><th>type</th><th>group</th><th>gold</th>")
+    names = [r["name"] for r in report["systems"]]
+    out += [f"<th>{esc(n)}</th>" for n in names] + ["</tr>"]
+    for t in _type_order(schema, report):
+        cells = "".join(f"<td>{100 * rows[n]['per_type'].get(t, {}).get('f1', 0.0):.1f}</td>" for n in names)
+        gold_n = next((rows[n]["per_type"][t]["gold"] for n in names if t in rows[n]["per_type"]), 0)
+        group = "head" if t in schema.head_types else "tail"
+        out.append(
+            f"<tr><td>{schema.relation_types.index(t) + 1}</td><td>{esc(t)}</td><td>{group}</td>"
+            f"<td>{gold_n}</td>{cells}</tr>"
+        )
+    out.append(f"</table><h2>Sentences: gold vs {esc(system)}</h2>")
+    out.append(
+        "<p><span class='ok'>correct</span> · <span class='wrong'>wrong (predicted, not gold)</span> · "
+        "<span class='missed'>missed (gold, not predicted)</span>; "
+        "triples as (head, relation, tail) strings.</p>"
+    )
+    for g in gold:
+        p = by_id.get(g.id)
+        gold_set, pred_set = set(_triples(g, form)), set(_triples(p, form))
+        items = [("ok", t) for t in sorted(gold_set & pred_set)]
+        items += [("wrong", t) for t in sorted(pred_set - gold_set)]
+        items += [("missed", t) for t in sorted(gold_set - pred_set)]
+        marks = " ".join(
+            f"<span class='{k}'>({esc(h)}, {esc(r)}, {esc(tl)})</span>" for k, (r, h, tl) in items
+        )
+        sentence = f"<div class='t'>{esc(g.id)}: {esc(g.form(form))}</div>"
+        out.append(f"<div class='s'>{sentence}<div>{marks or '—'}</div></div>")
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")

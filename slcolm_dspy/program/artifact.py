@@ -1,0 +1,182 @@
+"""The compiled-program directory that `slcolm compile` writes and `extract` / `evaluate` read.
+
+    program.json      the DSPy program state (predictors: signatures, instructions, any demos)
+    settings.json     the guide settings (module, demonstrations, definitions, routing,
+                      answer thresholds) and the merge policy, all chosen on dev
+    retrieval.json    where demonstrations come from: pool split and its checksum, source,
+                      embedder, k, order
+    slm.json          the SLM it was compiled with: path and SHA-256 of its weights
+    schema/           a copy of the task schema (and its companion files)
+    dev_metrics.json  the chosen candidate's dev scores, and the candidate table
+    manifest.json     format version, the LM it was compiled with, sample size, LLM calls
+
+No secret is written: the LM is recorded by its model string and API base only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.schema import Schema, load_schema
+from slcolm_dspy.data.io import sha256_of
+from slcolm_dspy.merge.policy import MergePolicy
+from slcolm_dspy.program.module import SLCoLMProgram, config_from_json, config_to_json
+
+FORMAT = "slcolm-program/1"
+SLM_WEIGHTS = "model.safetensors"
+
+
+def _write_json(path: Path, blob: Any) -> None:
+    path.write_text(json.dumps(blob, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise SlcolmError(f"{path.parent} is not a compiled program: {path.name} is missing")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SlcolmError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def _copy_schema(schema: Schema, target: Path) -> Path:
+    """Copy the schema file and every companion TOML it names into `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    if schema.source.startswith("signatures/"):
+        root = resources.files("slcolm_dspy.signatures")
+
+        def read(name: str) -> bytes:
+            return root.joinpath(name).read_bytes()
+    else:
+        base = Path(schema.source).parent
+
+        def read(name: str) -> bytes:
+            return (base / name).read_bytes()
+
+    main = Path(schema.source).name
+    (target / main).write_bytes(read(main))
+    for name in _companions(schema.raw):
+        (target / name).write_bytes(read(name))
+    return target / main
+
+
+def _companions(raw: Mapping[str, Any]) -> list[str]:
+    """File names (`*.toml`) the schema refers to, at any depth."""
+    out = []
+    for value in raw.values():
+        if isinstance(value, str) and value.endswith(".toml"):
+            out.append(value)
+        elif isinstance(value, Mapping):
+            out += _companions(value)
+    return out
+
+
+def slm_reference(slm_dir: Path) -> dict[str, str]:
+    weights = slm_dir / SLM_WEIGHTS
+    if not weights.is_file():
+        raise SlcolmError(f"{slm_dir}: no trained SLM here ({SLM_WEIGHTS} missing)")
+    return {"path": str(slm_dir), "sha256": sha256_of(weights)}
+
+
+def save_program(
+    out: Path,
+    program: SLCoLMProgram,
+    schema: Schema,
+    *,
+    lm: Mapping[str, Any],
+    slm_dir: Path,
+    retrieval: Mapping[str, Any],
+    dev_metrics: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the program directory (files first, the manifest last: a directory without a
+    manifest is an interrupted compile)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    program.save(str(out / "program.json"))
+    _write_json(out / "settings.json", program.settings())
+    _write_json(out / "retrieval.json", dict(retrieval))
+    _write_json(out / "slm.json", slm_reference(slm_dir))
+    if (out / "schema").exists():
+        shutil.rmtree(out / "schema")
+    schema_file = _copy_schema(schema, out / "schema")
+    _write_json(out / "dev_metrics.json", dict(dev_metrics))
+    manifest = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "lm": dict(lm),
+        "schema": str(schema_file.relative_to(out)),
+        **dict(extra or {}),
+    }
+    _write_json(out / "manifest.json", manifest)
+    return out
+
+
+@dataclass
+class CompiledProgram:
+    directory: Path
+    program: SLCoLMProgram
+    schema: Schema
+    manifest: dict[str, Any]
+    retrieval: dict[str, Any]
+    slm: dict[str, str]
+    dev_metrics: dict[str, Any]
+
+    @property
+    def policy(self) -> MergePolicy:
+        return self.program.policy
+
+    def slm_dir(self, override: Path | None = None) -> Path:
+        """The SLM to run: `override`, else the recorded path; its weights must match the hash
+        recorded at compile time (another SLM gives other hints than the program was tuned on)."""
+        path = override or Path(self.slm["path"])
+        weights = path / SLM_WEIGHTS
+        if not weights.is_file():
+            raise SlcolmError(
+                f"the program's SLM {path} is not there ({SLM_WEIGHTS} missing): pass --slm DIR"
+            )
+        if sha256_of(weights) != self.slm["sha256"]:
+            raise SlcolmError(
+                f"{weights} differs from the SLM the program was compiled with (sha256 mismatch): "
+                "compile again, or pass the original with --slm"
+            )
+        return path
+
+
+def load_program(directory: Path) -> CompiledProgram:
+    manifest = _read_json(directory / "manifest.json")
+    if manifest.get("format") != FORMAT:
+        raise SlcolmError(
+            f"{directory}: unknown program format {manifest.get('format')!r}; expected {FORMAT}"
+        )
+    schema = load_schema(directory / manifest["schema"])
+    settings = _read_json(directory / "settings.json")
+    config = config_from_json(settings.get("guide", {}))
+    policy = MergePolicy.from_json(settings.get("policy", {"kind": "slm"}))
+    program = SLCoLMProgram(schema, config, policy)
+    if not (directory / "program.json").is_file():
+        raise SlcolmError(f"{directory} is not a compiled program: program.json is missing")
+    try:
+        program.load(str(directory / "program.json"))
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise SlcolmError(f"{directory / 'program.json'}: not a saved SLCoLM program ({exc})") from None
+    return CompiledProgram(
+        directory,
+        program,
+        schema,
+        manifest,
+        _read_json(directory / "retrieval.json"),
+        _read_json(directory / "slm.json"),
+        _read_json(directory / "dev_metrics.json"),
+    )
+
+
+__all__ = ["CompiledProgram", "config_to_json", "load_program", "save_program", "slm_reference"]

@@ -1,0 +1,59 @@
+"""`SLCoLMProgram`: the LLM stage as one `dspy.Module` that an optimizer compiles.
+
+Its predictors (the extraction and the choice signatures, with any demonstrations an optimizer
+fixed) are what DSPy saves and loads; beside them it carries the settings the optimizer chose:
+the guide configuration (module, demonstrations, definitions, routing, answer thresholds) and
+the merge policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from typing import Any
+
+import dspy
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
+from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
+from slcolm_dspy.guide.pipeline import Guide, GuideConfig
+from slcolm_dspy.merge.policy import MergePolicy
+
+
+class SLCoLMProgram(dspy.Module):
+    def __init__(
+        self, schema: Schema, config: GuideConfig | None = None, policy: MergePolicy | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config or GuideConfig()
+        self.policy = policy or MergePolicy("slm")
+        self.extraction = GuidedExtraction(schema)
+        self.choice = RelationChoice(schema, self.config.rotations)
+
+    def bind(self, guide: Guide) -> Guide:
+        """Make `guide` run this program's predictors with its settings."""
+        guide.reconfigure(self.config)
+        guide.extraction = self.extraction
+        guide.choice = self.choice
+        self.choice.rotations = self.config.rotations
+        if self.config.json_mode and self.config.adapter == "compact":
+            self.extraction.lm_config = {"response_format": {"type": "json_object"}}
+        return guide
+
+    def settings(self) -> dict[str, Any]:
+        return {"guide": config_to_json(self.config), "policy": self.policy.to_json()}
+
+
+def config_to_json(config: GuideConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def config_from_json(blob: dict[str, Any]) -> GuideConfig:
+    try:
+        blob = dict(blob)
+        routing = RoutingSettings(**blob.pop("routing", {}))
+        thresholds = ChoiceThresholds(**blob.pop("thresholds", {}))
+        return replace(GuideConfig(**blob), routing=routing, thresholds=thresholds)
+    except TypeError as exc:
+        raise SlcolmError(f"guide settings: {exc}") from None

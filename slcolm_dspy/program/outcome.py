@@ -1,0 +1,85 @@
+"""What one guide run produced on a set of sentences, read back from its run directory, and the
+offline views of it: the same answers re-read under another routing band or other answer
+thresholds, which the optimizer compares without asking the LLM again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.data.io import iter_jsonl
+from slcolm_dspy.data.readers import read_records
+from slcolm_dspy.guide.choice import apply_choices, is_routed
+from slcolm_dspy.guide.pipeline import GuideConfig
+
+
+@dataclass
+class GuideOutcome:
+    records: list[Sentence]  # the inputs, in order
+    llm: list[Sentence]  # the guide's record per sentence
+    slm: list[Sentence]  # the SLM's record per sentence
+    meta: list[dict[str, Any]]  # the guide's metadata per sentence (answers, routing scores)
+    run: dict[str, Any]  # run.json of the (last) run
+
+    @classmethod
+    def read(cls, run_dir: Path, records: Sequence[Sentence], schema: Schema) -> GuideOutcome:
+        predictions = run_dir / "predictions.jsonl"
+        llm_by_id = {r.id: r for r in read_records(predictions, schema)[0]}
+        meta_by_id = {str(o["id"]): o.get("guide", {}) for _, o in iter_jsonl(predictions)}
+        slm_by_id = {r.id: r for r in read_records(run_dir / "slm.jsonl", schema)[0]}
+        missing = [r.id for r in records if r.id not in llm_by_id or r.id not in slm_by_id]
+        if missing:
+            raise SlcolmError(
+                f"{run_dir}: no guide output for {len(missing)} sentences (first: {missing[0]})"
+            )
+        run_path = run_dir / "run.json"
+        run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
+        return cls(
+            list(records),
+            [llm_by_id[r.id] for r in records],
+            [slm_by_id[r.id] for r in records],
+            [meta_by_id[r.id] for r in records],
+            run,
+        )
+
+    def subset(self, indices: Sequence[int]) -> GuideOutcome:
+        pick = list(indices)
+        return GuideOutcome(
+            [self.records[i] for i in pick],
+            [self.llm[i] for i in pick],
+            [self.slm[i] for i in pick],
+            [self.meta[i] for i in pick],
+            self.run,
+        )
+
+
+def goes_to_llm(meta: dict[str, Any], config: GuideConfig) -> bool:
+    """Whether a sentence reaches the LLM under `config` (its routing band and module)."""
+    if config.module == "choice":
+        return any(
+            is_routed(d.get("best", 1.0), d.get("second", 0.0), config.routing)
+            for d in meta.get("choices", [])
+        )
+    if not config.route_sentences:
+        return bool(meta.get("llm", True))
+    return any(is_routed(p[2], p[3], config.routing) for p in meta.get("pairs", []))
+
+
+def llm_view(outcome: GuideOutcome, config: GuideConfig) -> tuple[list[Sentence], float]:
+    """The guided records as `config` would have produced them, and the share of sentences that
+    reached the LLM. Exact when `config`'s band lies inside the band of the run that was made."""
+    out, sent = [], 0
+    for slm, llm, meta in zip(outcome.slm, outcome.llm, outcome.meta, strict=True):
+        routed = goes_to_llm(meta, config)
+        sent += int(routed)
+        if config.module == "choice":
+            out.append(apply_choices(slm, meta.get("choices", []), config.thresholds, config.routing))
+        else:
+            out.append(llm if routed and meta.get("llm", True) else slm)
+    return out, sent / max(1, len(outcome.records))

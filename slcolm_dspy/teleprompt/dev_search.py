@@ -1,0 +1,464 @@
+"""`DevF1Search`: a DSPy teleprompter that compiles an `SLCoLMProgram` against the corpus
+macro-F1 of the *merged* output on a dev sample.
+
+Two kinds of knobs, treated differently because they cost differently:
+- prompt knobs (module, demonstrations: number, source, order; number of definitions, options
+  per question, rotations) change what the LLM is asked, so every setting is a guide run on the
+  sample, paid in LLM calls. They are searched one at a time from the preset's first values
+  (coordinate search), until the budget of LLM calls is spent.
+- offline knobs (routing band, answer thresholds, merge policy) only change how the answers are
+  read and merged. Each run is made with the widest band of the search space, and every band
+  inside it is replayed from the stored answers at no LLM cost.
+
+A routing band that sends more than `max_llm_share` of the sentences to the LLM is not a
+candidate. The SLM alone is always one: the compiled program is never worse on dev than the
+supervised model. The learned per-type policy is scored cross-fitted (learned on one half of the
+sample, scored on the other) so that its 40 choices do not flatter it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import dspy
+from dspy.teleprompt import Teleprompter
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.evaluate import RelationEvaluator
+from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
+from slcolm_dspy.guide.pipeline import GuideConfig
+from slcolm_dspy.merge.policy import MergePolicy, cross_fitted, learn_per_type
+from slcolm_dspy.program.module import SLCoLMProgram
+from slcolm_dspy.program.outcome import GuideOutcome, llm_view
+from slcolm_dspy.replay import choose_w, load_w_rules
+
+# GuideConfig fields that change the prompts (searched with LLM calls).
+PROMPT_KNOBS = ("module", "demos", "demo_source", "demo_order", "max_definitions", "top_m", "rotations")
+ROUTING_KNOBS = ("low", "high", "margin")
+THRESHOLD_KNOBS = ("accept", "reject", "keep")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An optimizer preset (`optimize/<name>.toml`)."""
+
+    name: str
+    description: str
+    sample: int  # dev sentences the candidates are scored on
+    budget_calls: int  # LLM calls the search may spend (cached answers are free)
+    max_llm_share: float  # at most this share of sentences may reach the LLM
+    prompt: Mapping[str, Sequence[Any]]  # PROMPT_KNOBS -> values, first = starting point
+    top_n: int = 3
+    routing: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    route_sentences: Sequence[bool] = (True,)
+    thresholds: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    policies: Sequence[str] = (
+        "slm",
+        "llm",
+        "mode-1",
+        "mode-2",
+        "mode-3",
+        "mode-3-clean",
+        "mode-4",
+        "per-type",
+    )
+    mode2_thresholds: Sequence[float] = (0.5, 0.7, 0.9)
+    w_rules: Sequence[str] = ("dev_lowest_k", "dev_f1_below", "tail_by_train_count")
+    views_kept: int = 4  # best routing/threshold settings whose merge policies are all tried
+    folds: int = 2
+    dspy_optimizer: str = "none"  # extract only: none, labeled or bootstrap (DSPy's own)
+    dspy_demos: int = 2
+
+    def probe_routing(self) -> RoutingSettings:
+        """The widest band: every band of the space routes a subset of its pairs."""
+        r = self.routing
+        return RoutingSettings(
+            low=min(r.get("low", [0.1])),
+            high=max(r.get("high", [0.9])),
+            margin=max(r.get("margin", [0.2])),
+            top_n=self.top_n,
+        )
+
+    def bands(self) -> list[RoutingSettings]:
+        r = self.routing
+        out = []
+        for low, high, margin in itertools.product(
+            r.get("low", [0.1]), r.get("high", [0.9]), r.get("margin", [0.2])
+        ):
+            if low < high:
+                out.append(RoutingSettings(low=low, high=high, margin=margin, top_n=self.top_n))
+        return out
+
+    def threshold_sets(self) -> list[ChoiceThresholds]:
+        t = self.thresholds
+        return [
+            ChoiceThresholds(accept=a, reject=r, keep=k)
+            for a, r, k in itertools.product(
+                t.get("accept", [0.5]), t.get("reject", [0.5]), t.get("keep", [0.5])
+            )
+        ]
+
+
+def load_preset(name_or_path: str | Path) -> SearchSpace:
+    """A preset shipped in `optimize/` by name, or a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise SlcolmError(f"optimizer preset not found: {path}")
+        source, blob = str(path), path.read_bytes()
+    else:
+        resource = resources.files("slcolm_dspy.optimize").joinpath(f"{name_or_path}.toml")
+        if not resource.is_file():
+            raise SlcolmError(f"unknown optimizer preset {name_or_path!r}: no optimize/{name_or_path}.toml")
+        source, blob = f"optimize/{name_or_path}.toml", resource.read_bytes()
+    try:
+        raw = tomllib.loads(blob.decode("utf-8"))
+        prompt = {k: list(v) for k, v in raw["prompt"].items()}
+        unknown = sorted(set(prompt) - set(PROMPT_KNOBS))
+        if unknown:
+            raise SlcolmError(
+                f"{source}: unknown prompt knob {unknown[0]!r}; known: {', '.join(PROMPT_KNOBS)}"
+            )
+        if any(not values for values in prompt.values()):
+            raise SlcolmError(f"{source}: every prompt knob needs at least one value")
+        search = raw.get("search", {})
+        return SearchSpace(
+            name=path.stem,
+            description=raw.get("description", ""),
+            sample=int(search.get("sample", 100)),
+            budget_calls=int(search.get("budget_calls", 1000)),
+            max_llm_share=float(search.get("max_llm_share", 0.4)),
+            prompt=prompt,
+            top_n=int(search.get("top_n", 3)),
+            routing={k: list(v) for k, v in raw.get("routing", {}).items()},
+            route_sentences=list(raw.get("route_sentences", [True])),
+            thresholds={k: list(v) for k, v in raw.get("thresholds", {}).items()},
+            policies=list(raw.get("merge", {}).get("policies", SearchSpace.policies)),
+            mode2_thresholds=list(raw.get("merge", {}).get("mode2_thresholds", SearchSpace.mode2_thresholds)),
+            w_rules=list(raw.get("merge", {}).get("w_rules", SearchSpace.w_rules)),
+            views_kept=int(search.get("views_kept", 4)),
+            folds=int(search.get("folds", 2)),
+            dspy_optimizer=str(search.get("dspy_optimizer", "none")),
+            dspy_demos=int(search.get("dspy_demos", 2)),
+        )
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SlcolmError(f"{source}: not valid TOML: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SlcolmError(f"{source}: missing or malformed entry {exc}") from None
+
+
+class CandidateRunner(Protocol):
+    """Runs the program with `config` on the sample; returns what the guide produced and how many
+    LLM calls that cost (answers found in the cache cost none)."""
+
+    def __call__(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> tuple[GuideOutcome, int]: ...
+
+
+@dataclass
+class Candidate:
+    """One row of the candidate table."""
+
+    number: int
+    prompt: dict[str, Any]
+    routing: RoutingSettings | None
+    thresholds: ChoiceThresholds | None
+    route_sentences: bool
+    policy: MergePolicy
+    llm_share: float
+    macro_f1: float
+    micro_f1: float
+    run_calls: int = 0  # LLM calls of the guide run this candidate reads (0: shared with an earlier row)
+    chosen: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "prompt": self.prompt,
+            "routing": None if self.routing is None else vars(self.routing) | {},
+            "thresholds": None if self.thresholds is None else vars(self.thresholds) | {},
+            "route_sentences": self.route_sentences,
+            "policy": self.policy.label,
+            "llm_share": self.llm_share,
+            "macro_f1": self.macro_f1,
+            "micro_f1": self.micro_f1,
+            "run_calls": self.run_calls,
+            "chosen": self.chosen,
+        }
+
+
+def as_examples(records: Sequence[Sentence]) -> list[dspy.Example]:
+    """Gold records as DSPy examples (the teleprompter's trainset)."""
+    return [dspy.Example(sentence=r.text, record=r).with_inputs("sentence") for r in records]
+
+
+def prompt_key(program: SLCoLMProgram) -> str:
+    """A stable name for what the LLM is asked: the prompt knobs and the predictors' state."""
+    config = program.config
+    blob = {k: getattr(config, k) for k in PROMPT_KNOBS}
+    blob["top_n"] = config.routing.top_n
+    blob["probe"] = vars(config.routing)
+    blob["route_sentences"] = config.route_sentences
+    blob["state"] = program.dump_state()
+    return hashlib.sha1(
+        json.dumps(blob, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()[:10]
+
+
+class DevF1Search(Teleprompter):
+    def __init__(
+        self,
+        space: SearchSpace,
+        runner: CandidateRunner,
+        schema: Schema,
+        *,
+        train_counts: Mapping[str, int] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.space = space
+        self.runner = runner
+        self.schema = schema
+        self.train_counts = dict(train_counts or {})
+        self.progress = progress or (lambda _: None)
+        self.candidates: list[Candidate] = []
+        self.calls_used = 0
+        self.chosen_run: SLCoLMProgram | None = None  # the program whose guide run was chosen
+
+    # ---- scoring -------------------------------------------------------------------------
+    def _score(self, evaluator: RelationEvaluator, records: Sequence[Sentence]) -> tuple[float, float]:
+        result = evaluator(records)
+        return result["macro_f1"], result["micro_f1"]
+
+    def _policies(self, gold: Sequence[Sentence], slm: Sequence[Sentence]) -> list[MergePolicy]:
+        slm_dev = RelationEvaluator(gold, self.schema, "paper")(slm)
+        out: list[MergePolicy] = []
+        for kind in self.space.policies:
+            if kind == "mode-2":
+                out += [MergePolicy("mode-2", threshold=t) for t in self.space.mode2_thresholds]
+            elif kind in ("mode-3", "mode-3-clean"):
+                rules = {r.name: r for r in load_w_rules()}
+                for name in self.space.w_rules:
+                    if name not in rules:
+                        raise SlcolmError(
+                            f"unknown W rule {name!r}; optimize/merge_rules.toml has {', '.join(rules)}"
+                        )
+                    w = choose_w(rules[name], self.schema, slm_dev, self.train_counts)
+                    out.append(MergePolicy(kind, llm_types=tuple(w), rule=name))
+            elif kind != "per-type":  # learned per sample, below
+                out.append(MergePolicy(kind))
+        return out
+
+    def _offline(
+        self, program: SLCoLMProgram, outcome: GuideOutcome, gold: Sequence[Sentence], run_calls: int
+    ) -> list[Candidate]:
+        """Every offline setting for one guide run, best first."""
+        space, config = self.space, program.config
+        evaluator = RelationEvaluator(gold, self.schema, "paper")
+        prompt = {k: getattr(config, k) for k in space.prompt}
+        views = []
+        thresholds = space.threshold_sets() if config.module == "choice" else [config.thresholds]
+        route_options = list(space.route_sentences) if config.module == "extract" else [False]
+        for band, limits, route_sentences in itertools.product(space.bands(), thresholds, route_options):
+            view_config = replace(config, routing=band, thresholds=limits, route_sentences=route_sentences)
+            view, share = llm_view(outcome, view_config)
+            if share > space.max_llm_share:
+                continue
+            views.append((self._score(evaluator, view), view_config, view, share))
+        views.sort(key=lambda v: v[0], reverse=True)
+        rows: list[Candidate] = []
+        number = len(self.candidates)
+
+        def add(
+            view_config: GuideConfig | None, policy: MergePolicy, share: float, records: Sequence[Sentence]
+        ):
+            macro_f1, micro_f1 = self._score(evaluator, records)
+            rows.append(
+                Candidate(
+                    number + len(rows),
+                    prompt,
+                    view_config.routing if view_config else None,
+                    view_config.thresholds if view_config and config.module == "choice" else None,
+                    bool(view_config and view_config.route_sentences),
+                    policy,
+                    share,
+                    macro_f1,
+                    micro_f1,
+                    run_calls if not rows else 0,
+                )
+            )
+
+        policies = self._policies(gold, outcome.slm)
+        if "slm" in space.policies or not views:
+            add(None, MergePolicy("slm"), 0.0, outcome.slm)
+        for _, view_config, view, share in views[: space.views_kept]:
+            for policy in policies:
+                if policy.kind == "slm":
+                    continue
+                add(view_config, policy, share, policy.apply_all(view, outcome.slm))
+            if "per-type" in space.policies:
+                merged = cross_fitted(gold, view, outcome.slm, self.schema, folds=space.folds)
+                add(view_config, MergePolicy("per-type", rule="cross-fitted"), share, merged)
+        rows.sort(key=lambda c: (c.macro_f1, c.micro_f1, c.policy.kind == "slm"), reverse=True)
+        return rows
+
+    # ---- the search ----------------------------------------------------------------------
+    def _prompt_settings(self) -> list[tuple[str, Any]]:
+        """Coordinate search order: every other value of every knob, one at a time."""
+        return [(knob, value) for knob, values in self.space.prompt.items() for value in values[1:]]
+
+    def _run(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> list[Candidate] | None:
+        if self.calls_used >= self.space.budget_calls:
+            self.progress(f"budget of {self.space.budget_calls} LLM calls spent: stopping the search")
+            return None
+        outcome, calls = self.runner(program, records)
+        self.calls_used += calls
+        rows = self._offline(program, outcome, records, calls)
+        self.candidates.extend(rows)
+        best = rows[0]
+        self.progress(
+            f"{_describe(best.prompt)}: best macro-F1 {best.macro_f1:.4f} ({best.policy.label}), "
+            f"{calls} LLM calls, {self.calls_used}/{self.space.budget_calls} used"
+        )
+        return rows
+
+    def compile(
+        self,
+        student: SLCoLMProgram,
+        *,
+        trainset: Sequence[dspy.Example | Sentence],
+        teacher: Any = None,
+        valset: Any = None,
+        **kwargs: Any,
+    ) -> SLCoLMProgram:
+        """`trainset`: the dev sample (gold records, or examples carrying them as `record`)."""
+        records = [e if isinstance(e, Sentence) else e.record for e in trainset]
+        if not records:
+            raise SlcolmError("the optimizer needs at least one dev sentence")
+        space = self.space
+        base = replace(
+            student.config,
+            **{k: v[0] for k, v in space.prompt.items()},
+            routing=space.probe_routing(),
+            route_sentences=False,  # the run asks about every sentence; views choose
+        )
+        current = student.deepcopy()
+        current.config = base
+        best_rows = self._run(current, records)
+        if best_rows is None:
+            raise SlcolmError("the LLM call budget is 0: nothing to compile")
+        best_program, best = current, best_rows[0]
+        for knob, value in self._prompt_settings():
+            trial = best_program.deepcopy()
+            trial.config = replace(best_program.config, **{knob: value})
+            rows = self._run(trial, records)
+            if rows is None:
+                break
+            if (rows[0].macro_f1, rows[0].micro_f1) > (best.macro_f1, best.micro_f1):
+                best_program, best = trial, rows[0]
+        if space.dspy_optimizer != "none" and best_program.config.module == "extract":
+            trial = self._dspy_optimized(best_program, records)
+            rows = self._run(trial, records)
+            if rows is not None and (rows[0].macro_f1, rows[0].micro_f1) > (best.macro_f1, best.micro_f1):
+                best_program, best = trial, rows[0]
+        best.chosen = True
+        self.chosen_run = best_program
+        return self._finalise(best_program, best, records)
+
+    def policies_for(self, compiled: SLCoLMProgram, records: Sequence[Sentence]) -> list[MergePolicy]:
+        """The best policy of each kind on the compiled program's reading of the chosen run (the
+        rows `slcolm evaluate --program` shows beside the compiled policy)."""
+        config = compiled.config
+        chosen = next(c for c in self.candidates if c.chosen)
+        best: dict[str, Candidate] = {}
+        for c in self.candidates:
+            if c.prompt != chosen.prompt or c.policy.kind == "slm" or c.routing != config.routing:
+                continue
+            if config.module == "choice" and c.thresholds != config.thresholds:
+                continue
+            if c.route_sentences != config.route_sentences:
+                continue
+            if c.policy.kind not in best or (c.macro_f1, c.micro_f1) > (
+                best[c.policy.kind].macro_f1,
+                best[c.policy.kind].micro_f1,
+            ):
+                best[c.policy.kind] = c
+        out = []
+        for kind, candidate in best.items():
+            policy = candidate.policy
+            if kind == "per-type":
+                outcome, _ = self.runner(self.chosen_run, records)
+                view, _ = llm_view(outcome, config)
+                policy = learn_per_type(records, view, outcome.slm, self.schema)
+            out.append(policy)
+        return out
+
+    def _finalise(
+        self, program: SLCoLMProgram, best: Candidate, records: Sequence[Sentence]
+    ) -> SLCoLMProgram:
+        """The program with the chosen settings. When the SLM alone wins, the LLM settings kept are
+        those of the best candidate that used the LLM: extraction then makes no LLM call, and
+        evaluation can still show what the LLM rows would have been."""
+        compiled = program.deepcopy()
+        config = compiled.config
+        reading = best
+        if best.policy.kind == "slm":
+            same_run = [c for c in self.candidates if c.prompt == best.prompt and c.routing is not None]
+            reading = max(same_run, key=lambda c: (c.macro_f1, c.micro_f1), default=best)
+        if reading.routing is not None:
+            config = replace(config, routing=reading.routing, route_sentences=reading.route_sentences)
+        if reading.thresholds is not None:
+            config = replace(config, thresholds=reading.thresholds)
+        policy = best.policy
+        if policy.kind == "per-type":  # scored cross-fitted; the policy kept is learned on the whole sample
+            outcome, _ = self.runner(program, records)  # the run is complete: read back, no new calls
+            view, _ = llm_view(outcome, config)
+            policy = learn_per_type(records, view, outcome.slm, self.schema)
+        compiled.config = config
+        compiled.policy = policy
+        return compiled
+
+    def _dspy_optimized(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> SLCoLMProgram:
+        """DSPy's own few-shot optimizers on the extraction predictor (fixed gold demonstrations)."""
+        from slcolm_dspy.program.examples import extraction_examples, triple_f1
+
+        trial = program.deepcopy()
+        examples = extraction_examples(self.runner, trial, records)
+        k = self.space.dspy_demos
+        if self.space.dspy_optimizer == "labeled":
+            optimizer: Teleprompter = dspy.LabeledFewShot(k=k)
+        elif self.space.dspy_optimizer == "bootstrap":
+            optimizer = dspy.BootstrapFewShot(metric=triple_f1, max_bootstrapped_demos=k, max_labeled_demos=k)
+        else:
+            raise SlcolmError(
+                f"unknown dspy_optimizer {self.space.dspy_optimizer!r}; choose none, labeled, bootstrap"
+            )
+        trial.extraction = optimizer.compile(trial.extraction, trainset=examples)
+        self.progress(f"DSPy {self.space.dspy_optimizer} few-shot: {k} demonstrations fixed in the predictor")
+        return trial
+
+
+def _describe(prompt: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in prompt.items())
+
+
+def candidate_table_rows(candidates: Sequence[Candidate], limit: int = 15) -> list[Candidate]:
+    """The best `limit` rows, plus the chosen one and the SLM row wherever they rank."""
+    ranked = sorted(candidates, key=lambda c: (c.macro_f1, c.micro_f1), reverse=True)
+    keep = ranked[:limit]
+    for extra in (
+        next((c for c in ranked if c.chosen), None),
+        next((c for c in ranked if c.policy.kind == "slm"), None),
+    ):
+        if extra is not None and extra not in keep:
+            keep.append(extra)
+    return keep

@@ -1,0 +1,322 @@
+"""Compiled programs offline: merge policies, offline re-reading of LLM answers, the optimizer's
+choice among planted candidates, compile -> save -> load -> extract with DummyLM, the CLI's
+extract and its errors. The real local LLM runs the same loop in test_local_llm.py."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import dspy
+import pytest
+from typer.testing import CliRunner
+
+from slcolm_dspy.cli.app import app
+from slcolm_dspy.cli.program_cmds import dev_sample
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Entity, Relation, Sentence
+from slcolm_dspy.data.corpus import load_split
+from slcolm_dspy.data.text import read_text, split_sentences
+from slcolm_dspy.evaluate import RelationEvaluator
+from slcolm_dspy.guide.adapter import CompactJSONAdapter
+from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings, apply_choices
+from slcolm_dspy.guide.embed import E5Embedder
+from slcolm_dspy.guide.pipeline import Guide, GuideConfig
+from slcolm_dspy.merge.policy import MergePolicy, cross_fitted, learn_per_type
+from slcolm_dspy.program import GuideOutcome, SLCoLMProgram, load_program, save_program
+from slcolm_dspy.program.runner import GuideRunner, run_program
+from slcolm_dspy.slm.extractor import SpanExtractor
+from slcolm_dspy.teleprompt import DevF1Search, SearchSpace, as_examples
+
+runner = CliRunner()
+TEXT = "甲乙丙丁戊己庚辛"
+
+
+def sentence(sid: str, relations: list[tuple[str, int, int]], probability: float | None = None) -> Sentence:
+    """Four one-character persons in TEXT; relations between them by index."""
+    ents = tuple(Entity("peo", TEXT[i], i, i + 1) for i in range(4))
+    return Sentence(sid, TEXT, ents, tuple(Relation(t, h, tl, probability) for t, h, tl in relations))
+
+
+# ---- merge policies -------------------------------------------------------------------------
+def test_per_type_policy_takes_each_type_from_the_better_source(schema):
+    gold = [sentence(f"s{i}", [("父", 0, 1), ("兄弟", 2, 3)]) for i in range(4)]
+    slm = [sentence(f"s{i}", [("父", 0, 1)]) for i in range(4)]  # right on 父, misses 兄弟
+    llm = [sentence(f"s{i}", [("母", 0, 1), ("兄弟", 2, 3)]) for i in range(4)]  # wrong on 父, finds 兄弟
+    policy = learn_per_type(gold, llm, slm, schema)
+    # 父 stays with the SLM (nothing beats it); 兄弟 comes from the LLM (alone, or in the union,
+    # which ties with it here and is preferred: it keeps whatever the SLM finds)
+    assert policy.sources == {"兄弟": "union"}
+    merged = policy.apply_all(llm, slm)
+    assert all(sorted(r.triples()) == sorted(g.triples()) for r, g in zip(merged, gold, strict=True))
+    assert RelationEvaluator(gold, schema, "strict")(merged)["micro_f1"] == 1.0
+    # cross-fitted: each half learned on the other; the same signal in both halves gives the same
+    assert [r.triples() for r in cross_fitted(gold, llm, slm, schema)] == [r.triples() for r in merged]
+
+
+def test_union_wins_where_each_source_finds_half(schema):
+    gold = [sentence("a", [("父", 0, 1), ("父", 2, 3)])]
+    slm = [sentence("a", [("父", 0, 1)])]
+    llm = [sentence("a", [("父", 2, 3)])]
+    assert learn_per_type(gold, llm, slm, schema).sources == {"父": "union"}
+
+
+def test_policies_round_trip_and_bad_ones_are_refused():
+    for policy in (
+        MergePolicy("per-type", sources={"父": "llm", "母": "union"}, rule="dev"),
+        MergePolicy("mode-2", threshold=0.7),
+        MergePolicy("mode-3-clean", llm_types=("父",), rule="dev_lowest_k"),
+    ):
+        assert MergePolicy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+    with pytest.raises(SlcolmError, match="unknown merge policy"):
+        MergePolicy("mode-9")
+    with pytest.raises(SlcolmError, match="unknown source"):
+        MergePolicy.from_json({"kind": "per-type", "sources": {"父": "gpt"}})
+
+
+def test_modes_as_policies(schema):
+    slm = sentence(
+        "a",
+        [
+            (
+                "父",
+                0,
+                1,
+            ),
+            ("兄弟", 2, 3),
+        ],
+        probability=0.6,
+    )
+    llm = sentence("a", [("母", 0, 1)])
+    assert {r.type for r in MergePolicy("mode-1").apply(llm, slm).relations} == {"父", "兄弟", "母"}
+    assert {r.type for r in MergePolicy("mode-2", threshold=0.7).apply(llm, slm).relations} == {"母"}
+    clean = MergePolicy("mode-3-clean", llm_types=("母",)).apply(llm, slm)
+    assert {r.type for r in clean.relations} == {"父", "兄弟", "母"}
+    assert MergePolicy("slm").apply(llm, slm) is slm and MergePolicy("llm").apply(llm, slm) is llm
+
+
+# ---- answers re-read offline ----------------------------------------------------------------
+def test_choices_are_re_read_under_narrower_bands_and_other_thresholds():
+    slm = sentence("a", [("父", 0, 1)], probability=0.55)
+    decisions = [
+        # relabel 0->1: the LLM prefers 母 at 0.8
+        {
+            "head": 0,
+            "tail": 1,
+            "types": ["父", "母"],
+            "slm_probabilities": [0.55, 0.4],
+            "kind": "relabel",
+            "best": 0.55,
+            "second": 0.4,
+            "llm_probabilities": [0.1, 0.8, 0.1],
+        },
+        # relabel 2->3: "none of these" at 0.6; the SLM's best there is 0.15
+        {
+            "head": 2,
+            "tail": 3,
+            "types": ["兄弟"],
+            "slm_probabilities": [0.15],
+            "kind": "relabel",
+            "best": 0.15,
+            "second": 0.0,
+            "llm_probabilities": [0.4, 0.6],
+        },
+    ]
+    relabelled = apply_choices(slm, decisions, ChoiceThresholds(accept=0.5))
+    assert [r.type for r in relabelled.relations] == ["母"]
+    assert apply_choices(slm, decisions, ChoiceThresholds(accept=0.9)).relations == slm.relations
+    # a band that does not route the 0.55 pair leaves it as the SLM said
+    narrow = RoutingSettings(low=0.1, high=0.5, margin=0.0)
+    assert apply_choices(slm, decisions, ChoiceThresholds(), narrow).relations == slm.relations
+
+
+def test_llm_view_counts_the_sentences_that_reach_the_llm(schema):
+    from slcolm_dspy.program.outcome import llm_view
+
+    slm = [sentence("a", []), sentence("b", [])]
+    llm = [sentence("a", [("父", 0, 1)]), sentence("b", [("父", 0, 1)])]
+    meta = [{"llm": True, "pairs": [[0, 1, 0.6, 0.1]]}, {"llm": True, "pairs": [[0, 1, 0.99, 0.0]]}]
+    outcome = GuideOutcome(slm, llm, slm, meta, {})
+    config = GuideConfig(routing=RoutingSettings(low=0.1, high=0.9, margin=0.2), route_sentences=True)
+    view, share = llm_view(outcome, config)
+    assert share == 0.5 and view[0] is llm[0] and view[1] is slm[1]
+    assert llm_view(outcome, replace(config, route_sentences=False)) == (llm, 1.0)
+
+
+# ---- the optimizer ----------------------------------------------------------------------------
+class PlantedRunner:
+    """A runner whose LLM is right exactly when the prompt has two demonstrations."""
+
+    def __init__(self, gold: list[Sentence], calls_per_run: int = 10) -> None:
+        self.gold = gold
+        self.calls_per_run = calls_per_run
+        self.runs: list[int] = []
+
+    def __call__(self, program, records):
+        demos = program.config.demos
+        self.runs.append(demos)
+        slm = [r.with_predictions(r.entities, r.relations[:1]) for r in records]  # finds one of two
+        llm = list(records) if demos == 2 else [r.with_predictions(r.entities, ()) for r in records]
+        meta = [{"llm": True, "pairs": [[0, 1, 0.5, 0.1]]} for _ in records]
+        return GuideOutcome(list(records), llm, slm, meta, {}), self.calls_per_run
+
+
+def planted_space(**overrides) -> SearchSpace:
+    base = SearchSpace(
+        name="planted",
+        description="",
+        sample=4,
+        budget_calls=100,
+        max_llm_share=1.0,
+        prompt={"module": ["extract"], "demos": [0, 1, 2, 3]},
+        routing={"low": [0.1], "high": [0.9], "margin": [0.2]},
+        route_sentences=[False],
+        policies=["slm", "llm", "mode-1", "per-type"],
+    )
+    return replace(base, **overrides)
+
+
+def planted_gold() -> list[Sentence]:
+    return [sentence(f"s{i}", [("父", 0, 1), ("兄弟", 2, 3)]) for i in range(6)]
+
+
+def test_optimizer_picks_the_best_planted_candidate(schema):
+    gold = planted_gold()
+    planted = PlantedRunner(gold)
+    search = DevF1Search(planted_space(), planted, schema)
+    compiled = search.compile(SLCoLMProgram(schema), trainset=as_examples(gold))
+    assert planted.runs[:4] == [0, 1, 2, 3]  # every setting tried once (coordinate search)
+    assert compiled.config.demos == 2 and compiled.policy.kind in ("llm", "mode-1", "per-type")
+    chosen = [c for c in search.candidates if c.chosen]
+    assert len(chosen) == 1 and chosen[0].macro_f1 == max(c.macro_f1 for c in search.candidates) == 1.0
+    assert search.calls_used == 40
+
+
+def test_optimizer_stops_at_the_call_budget_and_respects_the_llm_share(schema):
+    gold = planted_gold()
+    planted = PlantedRunner(gold, calls_per_run=10)
+    search = DevF1Search(planted_space(budget_calls=15), planted, schema)
+    compiled = search.compile(SLCoLMProgram(schema), trainset=as_examples(gold))
+    assert planted.runs == [0, 1] and compiled.config.demos in (0, 1)  # the third run would pass 15
+    # every sentence reaches the LLM in this space: with a 40% cap only the SLM is a candidate
+    capped = DevF1Search(planted_space(max_llm_share=0.4), PlantedRunner(gold), schema)
+    assert capped.compile(SLCoLMProgram(schema), trainset=as_examples(gold)).policy.kind == "slm"
+    assert {c.policy.kind for c in capped.candidates} == {"slm"}
+
+
+def test_compile_samples_dev_only_and_refuses_test_demonstrations(schema, corpus_dir, tmp_path):
+    dev = load_split(corpus_dir, "dev", schema)[0]
+    test = load_split(corpus_dir, "test", schema)[0]
+    picked = dev_sample(dev, 50, seed=0)
+    assert len(picked) == 50 and picked == dev_sample(dev, 50, seed=0)  # seeded
+    assert {r.id for r in picked} <= {r.id for r in dev}
+    assert not {r.text for r in picked} & {r.text for r in test}
+    result = runner.invoke(app, ["compile", "--demo-pool", "test", "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2 and "--demo-pool test is refused" in result.stderr
+
+
+# ---- compile -> save -> load -> extract ----------------------------------------------------------
+def _dummy(schema, handful):
+    """A DummyLM that answers every extraction with the first sentence's gold triples."""
+    first = handful[0]
+    form = schema.paper.form
+    names = schema.entity_names
+    answer = {
+        "entities": [
+            {"text": first.span(e, form), "type": names.get(e.type or "", "其他")} for e in first.entities
+        ],
+        "relations": [{"head": h, "relation": t, "tail": tl} for t, h, tl in first.triples(form)],
+    }
+    return dspy.utils.DummyLM([answer] * 200, adapter=CompactJSONAdapter())
+
+
+def test_compile_save_load_extract_round_trip(schema, tiny_slm, handful, tmp_path):
+    slm_dir = tiny_slm[0]
+    guide = Guide(schema, SpanExtractor.load(slm_dir), E5Embedder(threads=1), handful, GuideConfig())
+    space = planted_space(prompt={"module": ["extract"], "demos": [1, 0]}, policies=["slm", "llm", "mode-1"])
+    search = DevF1Search(space, GuideRunner(guide, _dummy(schema, handful), tmp_path / "work"), schema)
+    compiled = search.compile(SLCoLMProgram(schema), trainset=as_examples(handful))
+    assert search.calls_used == 2 * len(handful)  # one extraction per sentence per prompt setting
+    save_program(
+        tmp_path / "prog",
+        compiled,
+        schema,
+        lm={"model": "dummy"},
+        slm_dir=slm_dir,
+        retrieval={"pool_split": None, "embedder": "e5"},
+        dev_metrics={"candidates": [c.to_json() for c in search.candidates]},
+    )
+    loaded = load_program(tmp_path / "prog")
+    assert loaded.program.config == compiled.config and loaded.policy == compiled.policy
+    assert loaded.program.dump_state() == compiled.dump_state()
+    assert "api_key" not in (tmp_path / "prog" / "manifest.json").read_text()
+    inputs = [r.with_predictions((), ()) for r in handful]
+    outputs = []
+    for name, program in (("before", compiled), ("after", loaded.program)):
+        outcome, calls = run_program(program, guide, inputs, _dummy(schema, handful), tmp_path / name)
+        assert calls == len(inputs)
+        outputs.append([r.to_json() for r in program.policy.apply_all(outcome.llm, outcome.slm)])
+    assert outputs[0] == outputs[1]
+    assert loaded.slm_dir() == slm_dir
+    (slm_dir / "model.safetensors").rename(slm_dir / "moved")
+    try:
+        with pytest.raises(SlcolmError, match="pass --slm DIR"):
+            loaded.slm_dir()
+    finally:
+        (slm_dir / "moved").rename(slm_dir / "model.safetensors")
+
+
+def test_extract_cli_splits_text_and_grounds_triples(schema, tiny_slm, handful, tmp_path):
+    slm_dir = tiny_slm[0]
+    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
+    save_program(
+        tmp_path / "prog",
+        program,
+        schema,
+        lm={"model": "local"},
+        slm_dir=slm_dir,
+        retrieval={"pool_split": None, "embedder": "e5"},
+        dev_metrics={},
+    )
+    text = tmp_path / "in.txt"
+    text.write_text(handful[0].text + handful[1].text + "\n\n" + handful[2].text + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(
+        app, ["extract", "--program", str(tmp_path / "prog"), str(text), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == [handful[0].text, handful[1].text, handful[2].text]
+    assert [r["id"] for r in rows] == ["in:1:1", "in:1:2", "in:3:1"]
+    expected = SpanExtractor.load(slm_dir).predict(read_text(text))
+    assert rows == [r.to_json() for r in expected]
+    for row in rows:
+        assert all(row["text"][e["start"] : e["end"]] == e["text"] for e in row["entities"])
+    assert "0 LLM calls" in result.output
+
+
+def test_program_errors_are_one_line(tmp_path, schema, tiny_slm):
+    bad = runner.invoke(app, ["extract", "--program", str(tmp_path), "x.txt", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "not a compiled program: manifest.json is missing" in bad.stderr
+    assert "Traceback" not in bad.output + bad.stderr
+    save_program(
+        tmp_path / "p",
+        SLCoLMProgram(schema),
+        schema,
+        lm={"model": "local"},
+        slm_dir=tiny_slm[0],
+        retrieval={},
+        dev_metrics={},
+    )
+    (tmp_path / "in.csv").write_text("a,b\n")
+    wrong = runner.invoke(
+        app, ["extract", "--program", str(tmp_path / "p"), str(tmp_path / "in.csv"), "--out", "o"]
+    )
+    assert wrong.exit_code == 2 and "give a .txt" in wrong.stderr
+    both = runner.invoke(app, ["evaluate", "--program", str(tmp_path / "p"), "--pred", "x"])
+    assert both.exit_code == 2 and "leave out --pred and --gold" in both.stderr
+
+
+def test_sentence_splitting_keeps_closing_quotes():
+    assert split_sentences("甲曰：「可。」乙去！ 丙") == [(0, "甲曰：「可。」"), (7, "乙去！"), (11, "丙")]
+    assert split_sentences("   ") == []
