@@ -10,3 +10,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `slcolm_dspy.extract(texts, program=...)`, the one-call façade, imported on first use so that
+    # `import slcolm_dspy` stays light (no torch, no DSPy) for the data and evaluation layers
+    if name == "extract":
+        from slcolm_dspy.program.apply import extract
+
+        return extract
+    raise AttributeError(f"module 'slcolm_dspy' has no attribute {name!r}")

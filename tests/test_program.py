@@ -293,6 +293,12 @@ def test_extract_cli_splits_text_and_grounds_triples(schema, tiny_slm, handful, 
     for row in rows:
         assert all(row["text"][e["start"] : e["end"]] == e["text"] for e in row["entities"])
     assert "0 LLM calls" in result.output
+    # the one-call façade gives the same records for the same text
+    import slcolm_dspy
+
+    records = slcolm_dspy.extract(text.read_text(encoding="utf-8").split("\n\n"), program=tmp_path / "prog")
+    assert [r.text for r in records] == [r["text"] for r in rows]
+    assert [(r.entities, r.relations) for r in records] == [(e.entities, e.relations) for e in expected]
 
 
 def test_program_errors_are_one_line(tmp_path, schema, tiny_slm):
@@ -320,3 +326,36 @@ def test_program_errors_are_one_line(tmp_path, schema, tiny_slm):
 def test_sentence_splitting_keeps_closing_quotes():
     assert split_sentences("甲曰：「可。」乙去！ 丙") == [(0, "甲曰：「可。」"), (7, "乙去！"), (11, "丙")]
     assert split_sentences("   ") == []
+
+
+def test_dspy_labeled_few_shot_fixes_demonstrations_in_the_saved_program(schema, tiny_slm, handful, tmp_path):
+    slm_dir = tiny_slm[0]
+    guide = Guide(schema, SpanExtractor.load(slm_dir), E5Embedder(threads=1), handful, GuideConfig())
+    space = planted_space(
+        prompt={"module": ["extract"], "demos": [0]},
+        policies=["slm", "llm"],
+        dspy_optimizer="labeled",
+        dspy_demos=2,
+    )
+    lm = _dummy(schema, handful)
+    search = DevF1Search(space, GuideRunner(guide, lm, tmp_path / "work"), schema)
+    compiled = search.compile(SLCoLMProgram(schema), trainset=as_examples(handful))
+    assert search.calls_used == 2 * len(handful)  # the base run and the run with fixed demonstrations
+    assert len(list((tmp_path / "work").glob("run-*"))) == 2
+    if len(compiled.extraction.extract.demos) == 2:  # chosen: the demonstrations travel in program.json
+        save_program(
+            tmp_path / "prog",
+            compiled,
+            schema,
+            lm={"model": "dummy"},
+            slm_dir=slm_dir,
+            retrieval={},
+            dev_metrics={},
+        )
+        assert len(load_program(tmp_path / "prog").program.extraction.extract.demos) == 2
+    # either way, the run with demonstrations showed them to the LLM: the gold of other sentences
+    prompts = ["\n".join(str(m.get("content")) for m in h["messages"]) for h in lm.history]
+    forms = [r.form(schema.paper.form) for r in handful]
+    seen = [sum(f in p for f in forms) for p in prompts]
+    assert seen[: len(handful)] == [1] * len(handful)  # the base run: the query alone
+    assert all(n >= 2 for n in seen[len(handful) :])  # then the query beside the fixed demonstrations

@@ -26,7 +26,6 @@ from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 
 if TYPE_CHECKING:
     from slcolm_dspy.guide.pipeline import Guide, GuideConfig
-    from slcolm_dspy.program import CompiledProgram
 
 console = make_console()
 
@@ -232,26 +231,6 @@ def _print_candidates(rows: list[Any], total: int) -> None:
     console.print(table)
 
 
-def _program_guide(compiled: CompiledProgram, slm: Path | None, data: Path | None) -> Guide:
-    """The guide a compiled program runs with: its SLM (hash checked) and its demonstration pool."""
-    from slcolm_dspy.data.io import sha256_of
-
-    config = compiled.program.config
-    retrieval = compiled.retrieval
-    pool: list[Sentence] = []
-    if config.demos and retrieval.get("pool_split"):
-        data_dir = resolve_data_dir(data)
-        split = retrieval["pool_split"]
-        pool = load_split(data_dir, split, compiled.schema)[0]
-        expected = retrieval.get("pool_sha256")
-        corpus = compiled.schema.corpus
-        if expected and corpus is not None and sha256_of(data_dir / corpus.splits[split].file) != expected:
-            raise SlcolmError(
-                f"the demonstration pool ({split} in {data_dir}) differs from the one compiled with"
-            )
-    return _guide(compiled.schema, config, compiled.slm_dir(slm), retrieval.get("embedder", "e5"), pool)
-
-
 def _read_inputs(path: Path, schema: Schema) -> list[Sentence]:
     from slcolm_dspy.data.readers import read_records
     from slcolm_dspy.data.text import read_text
@@ -280,40 +259,27 @@ def extract(
     """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""
     from slcolm_dspy.data.writers import write_jsonl
     from slcolm_dspy.program import load_program
-    from slcolm_dspy.program.runner import is_complete, run_program
+    from slcolm_dspy.program.apply import extract_records, lm_for
 
     compiled = load_program(program)
     records = _read_inputs(input_path, compiled.schema)
     if not records:
         raise SlcolmError(f"{input_path}: no sentences")
-    model_name = lm or compiled.manifest["lm"]["model"]
-    base = api_base if lm else (api_base or compiled.manifest["lm"].get("api_base"))
-    work = out.parent / f"{out.name}.run"
-    if compiled.policy.kind == "slm":  # the program decided the LLM does not help: no call is made
-        guide = _program_guide(compiled, slm, data)
-        merged = guide.slm.predict(records)
-        calls = 0
-    else:
-        if not is_complete(work, records):
-            guide = _program_guide(compiled, slm, data)
-            with (
-                _open_lm(model_name, base, max_tokens, concurrency, work / "server.log") as model,
-                _progress(f"extract via {model_name}") as bar,
-            ):
-                task = bar.add_task("extract", total=None)
-                outcome, calls = run_program(
-                    compiled.program,
-                    guide,
-                    records,
-                    model,
-                    work,
-                    on_done=lambda done, total: bar.update(task, completed=done, total=total),
-                )
-        else:
-            from slcolm_dspy.program import GuideOutcome
-
-            outcome, calls = GuideOutcome.read(work, records, compiled.schema), 0
-        merged = compiled.policy.apply_all(outcome.llm, outcome.slm)
+    model_name, _ = lm_for(compiled, lm, api_base)
+    with _progress(f"extract via {model_name}") as bar:
+        task = bar.add_task("extract", total=None)
+        merged, calls = extract_records(
+            compiled,
+            records,
+            out.parent / f"{out.name}.run",
+            lm=lm,
+            api_base=api_base,
+            slm=slm,
+            data=data,
+            concurrency=concurrency,
+            max_tokens=max_tokens,
+            on_done=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(merged, out)
     triples = sum(len(r.relations) for r in merged)
@@ -340,6 +306,7 @@ def evaluate_program(
     from slcolm_dspy.evaluate.report import System, build_report, write_chart, write_html, write_json
     from slcolm_dspy.merge.policy import MergePolicy
     from slcolm_dspy.program import GuideOutcome, load_program
+    from slcolm_dspy.program.apply import guide_for, lm_for
     from slcolm_dspy.program.runner import is_complete, run_program
 
     compiled = load_program(program)
@@ -349,8 +316,7 @@ def evaluate_program(
     inputs = [g.with_predictions((), ()) for g in gold]
     report_dir = out or program / (f"eval-{split}" + (f"-first{limit}" if limit else ""))
     run_dir = report_dir / "run"
-    model_name = lm or compiled.manifest["lm"]["model"]
-    base = api_base if lm else (api_base or compiled.manifest["lm"].get("api_base"))
+    model_name, base = lm_for(compiled, lm, api_base)
     # a stored run is reused only for the same program, SLM and LLM
     stamp = hashlib.sha256(
         b"".join((program / name).read_bytes() for name in ("program.json", "settings.json", "slm.json"))
@@ -362,7 +328,7 @@ def evaluate_program(
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(stamp + "\n")
     if not is_complete(run_dir, inputs):
-        guide = _program_guide(compiled, slm, data)
+        guide = guide_for(compiled, slm, data)
         with (
             _open_lm(model_name, base, max_tokens, concurrency, run_dir / "server.log") as model,
             _progress(f"{split} via {model_name}") as bar,

@@ -1,0 +1,116 @@
+"""Applying a compiled program: the guide it runs with, and extraction over records or text.
+
+`extract` is the one-call façade (`slcolm_dspy.extract`); `slcolm extract` and `slcolm evaluate
+--program` use the pieces below it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.data.corpus import load_split, resolve_data_dir
+from slcolm_dspy.data.io import sha256_of
+from slcolm_dspy.data.text import split_sentences
+from slcolm_dspy.guide.pipeline import Guide
+from slcolm_dspy.program.artifact import CompiledProgram, load_program
+from slcolm_dspy.program.outcome import GuideOutcome
+from slcolm_dspy.program.runner import is_complete, run_program
+
+
+def guide_for(compiled: CompiledProgram, slm: Path | None = None, data: Path | None = None) -> Guide:
+    """The guide a compiled program runs with: its SLM (hash checked), its embedder and its
+    demonstration pool (checksum checked)."""
+    from slcolm_dspy.guide.embed import make_embedder
+    from slcolm_dspy.slm.encoders import cache_dir
+    from slcolm_dspy.slm.extractor import SpanExtractor
+
+    config = compiled.program.config
+    retrieval = compiled.retrieval
+    pool: list[Sentence] = []
+    if config.demos and retrieval.get("pool_split"):
+        data_dir = resolve_data_dir(data)
+        split = retrieval["pool_split"]
+        pool = load_split(data_dir, split, compiled.schema)[0]
+        expected = retrieval.get("pool_sha256")
+        corpus = compiled.schema.corpus
+        if expected and corpus is not None and sha256_of(data_dir / corpus.splits[split].file) != expected:
+            raise SlcolmError(
+                f"the demonstration pool ({split} in {data_dir}) differs from the one compiled with"
+            )
+    extractor = SpanExtractor.load(compiled.slm_dir(slm))
+    embedder = make_embedder(retrieval.get("embedder", "e5"))
+    return Guide(compiled.schema, extractor, embedder, pool, config, cache=cache_dir() / "embeddings")
+
+
+def lm_for(compiled: CompiledProgram, lm: str | None, api_base: str | None) -> tuple[str, str | None]:
+    """The LLM to run: the one given, else the one the program was compiled with."""
+    if lm:
+        return lm, api_base
+    return compiled.manifest["lm"]["model"], api_base or compiled.manifest["lm"].get("api_base")
+
+
+def extract_records(
+    compiled: CompiledProgram,
+    records: Sequence[Sentence],
+    work_dir: Path,
+    *,
+    lm: str | None = None,
+    api_base: str | None = None,
+    slm: Path | None = None,
+    data: Path | None = None,
+    concurrency: int = 1,
+    max_tokens: int = 768,
+    on_done: Callable[[int, int], None] | None = None,
+) -> tuple[list[Sentence], int]:
+    """The program's merged records for `records` (text only is used) and the new LLM calls.
+
+    A program whose policy is the SLM alone makes no LLM call. The guide's work is kept in
+    `work_dir`: an interrupted extraction resumes there, a finished one is only read back.
+    """
+    from slcolm_dspy.guide.backends import LMSpec, open_lm
+    from slcolm_dspy.slm.encoders import cache_dir
+
+    inputs = [r.with_predictions((), ()) for r in records]
+    if compiled.policy.kind == "slm":
+        return guide_for(compiled, slm, data).slm.predict(inputs), 0
+    if is_complete(work_dir, inputs):
+        outcome, calls = GuideOutcome.read(work_dir, inputs, compiled.schema), 0
+    else:
+        guide = guide_for(compiled, slm, data)
+        model_name, base = lm_for(compiled, lm, api_base)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        spec = LMSpec(model_name, api_base=base, max_tokens=max_tokens)
+        with open_lm(spec, cache_dir(), parallel=concurrency, log=work_dir / "server.log") as model:
+            outcome, calls = run_program(compiled.program, guide, inputs, model, work_dir, on_done=on_done)
+    return compiled.policy.apply_all(outcome.llm, outcome.slm), calls
+
+
+def extract(
+    texts: str | Sequence[str],
+    program: str | Path = "programs/default",
+    *,
+    lm: str | None = None,
+    api_base: str | None = None,
+    work_dir: str | Path | None = None,
+) -> list[Sentence]:
+    """Relations from raw text with a compiled program, in one call.
+
+    Each text is split into sentences (after 。！？); the records returned carry entities with
+    character offsets into their sentence and typed relations between them. `lm` overrides the
+    LLM the program was compiled with; `work_dir` keeps the work so a rerun resumes.
+    """
+    compiled = load_program(Path(program))
+    items = [texts] if isinstance(texts, str) else list(texts)
+    records = [
+        Sentence(f"text{i}:{n}", sentence)
+        for i, text in enumerate(items)
+        for n, (_, sentence) in enumerate(split_sentences(text), start=1)
+    ]
+    if work_dir is not None:
+        return extract_records(compiled, records, Path(work_dir), lm=lm, api_base=api_base)[0]
+    with tempfile.TemporaryDirectory(prefix="slcolm-extract-") as tmp:
+        return extract_records(compiled, records, Path(tmp), lm=lm, api_base=api_base)[0]
