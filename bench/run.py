@@ -46,8 +46,10 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=Path("."))
     parser.add_argument("--out", type=Path, default=Path("bench/results/run.json"))
     parser.add_argument("--first-minutes", type=float, default=None)
+    parser.add_argument("--data", type=Path, default=None, help="Corpus with its replay pack (make's DATA).")
     args = parser.parse_args()
     repo = args.repo.resolve()
+    data = (args.data or repo.parent / "shared" / "data" / "chisre").resolve()
     logs = repo / "runs"
     logs.mkdir(exist_ok=True)
     first = (

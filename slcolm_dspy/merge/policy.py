@@ -49,8 +49,9 @@ class MergePolicy:
         if self.kind == "per-type" and self.rule == "cross-fitted":
             return f"per-type ({self.rule})"
         if self.kind == "per-type":
-            counts = {s: sum(1 for v in self.sources.values() if v == s) for s in SOURCES}
-            return "per-type (" + ", ".join(f"{s} {n}" for s, n in counts.items()) + ")"
+            llm = sum(1 for v in self.sources.values() if v == "llm")
+            both = sum(1 for v in self.sources.values() if v == "union")
+            return f"per-type (LLM {llm}, union {both} types; others SLM)"
         return self.kind
 
     def apply(self, llm: Sentence, slm: Sentence) -> Sentence:
