@@ -64,7 +64,7 @@ def main() -> None:
     slm, compiled = rows["SLM alone"], rows[report["compiled"]]
     replay_json = logs / "replay.json"
     subprocess.check_call(
-        [str(repo / ".venv/bin/slcolm"), "replay", "--json", str(replay_json)],
+        [str(repo / ".venv/bin/slcolm"), "replay", "--data", str(data), "--json", str(replay_json)],
         cwd=repo,
         stdout=subprocess.DEVNULL,
     )
