@@ -202,6 +202,21 @@ def test_optimizer_stops_at_the_call_budget_and_respects_the_llm_share(schema):
     capped = DevF1Search(planted_space(max_llm_share=0.4), PlantedRunner(gold), schema)
     assert capped.compile(SLCoLMProgram(schema), trainset=as_examples(gold)).policy.kind == "slm"
     assert {c.policy.kind for c in capped.candidates} == {"slm"}
+    # the same cap with the share estimated elsewhere (the whole dev split): the LLM is allowed
+    elsewhere = DevF1Search(
+        planted_space(max_llm_share=0.4), PlantedRunner(gold), schema, share_of=lambda c: 0.3
+    )
+    assert elsewhere.compile(SLCoLMProgram(schema), trainset=as_examples(gold)).policy.kind != "slm"
+
+
+def test_routed_share_needs_only_slm_scores():
+    from slcolm_dspy.program.outcome import routed_share
+
+    pairs = [[(0.6, 0.1)], [(0.95, 0.0)], [], [(0.05, 0.0), (0.3, 0.25)]]
+    band = RoutingSettings(low=0.1, high=0.9, margin=0.2)
+    assert routed_share(pairs, GuideConfig(module="choice", routing=band)) == 0.5
+    assert routed_share(pairs, GuideConfig(module="extract", routing=band)) == 1.0  # every sentence
+    assert routed_share(pairs, GuideConfig(module="extract", routing=band, route_sentences=True)) == 0.5
 
 
 def test_compile_samples_dev_only_and_refuses_test_demonstrations(schema, corpus_dir, tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import shutil
 import time
@@ -122,7 +120,19 @@ def compile_program(
         f"at most {space.budget_calls} LLM calls, at most {space.max_llm_share:.0%} of sentences to the LLM"
     )
     started = time.monotonic()
+    from slcolm_dspy.guide.choice import top_two
     from slcolm_dspy.program.artifact import slm_reference
+    from slcolm_dspy.program.outcome import routed_share
+
+    # the LLM share of a routing band, on the whole dev split: only the SLM's scores are needed
+    with console.status("scoring every dev sentence's entity pairs with the SLM"):
+        dev_pairs = [
+            [top_two(p.probabilities) for p in pairs]
+            for _, pairs in guide.slm.predict_with_pair_scores([r.with_predictions((), ()) for r in dev])
+        ]
+
+    def share_of(config: GuideConfig) -> float:
+        return routed_share(dev_pairs, config)
 
     # runs are kept per SLM: another SLM gives other hints, so its answers are not reused
     work = out / "compile" / slm_reference(slm)["sha256"][:12]
@@ -136,17 +146,18 @@ def compile_program(
         runner = GuideRunner(
             guide, model, work, on_done=lambda done, total: bar.update(task, completed=done, total=total)
         )
-        search = DevF1Search(space, runner, schema, train_counts=train_counts, progress=bar.console.print)
+        search = DevF1Search(
+            space, runner, schema, train_counts=train_counts, share_of=share_of, progress=bar.console.print
+        )
         compiled = search.compile(program, trainset=as_examples(records))
         policies = search.policies_for(compiled, records)
         if search.chosen_run is None:
             raise SlcolmError("the optimizer chose no run")
         outcome, _ = runner(search.chosen_run, records)
     seconds = time.monotonic() - started
-    view, share = llm_view(outcome, compiled.config)
+    view, sample_share = llm_view(outcome, compiled.config)
     merged = compiled.policy.apply_all(view, outcome.slm)
-    if compiled.policy.kind == "slm":
-        share = 0.0
+    share = 0.0 if compiled.policy.kind == "slm" else share_of(compiled.config)
     dev_scores = {}
     for protocol in ("paper", "strict"):
         evaluator = RelationEvaluator(records, schema, protocol)  # type: ignore[arg-type]
@@ -170,7 +181,8 @@ def compile_program(
     dev_metrics = {
         "sample": [r.id for r in records],
         "seed": seed,
-        "llm_sentence_share": share,
+        "llm_sentence_share": share,  # on the whole dev split
+        "llm_sentence_share_sample": 0.0 if compiled.policy.kind == "slm" else sample_share,
         "scores": dev_scores,
         "policies": [p.to_json() for p in policies],
         "candidates": [c.to_json() for c in search.candidates],
@@ -191,7 +203,7 @@ def compile_program(
     console.print(
         f"compiled policy: {compiled.policy.label}; dev sample macro-F1 {pct(c['macro_f1'])} "
         f"(SLM {pct(s['macro_f1'])}), micro {pct(c['micro_f1'])} (SLM {pct(s['micro_f1'])}); "
-        f"{share:.0%} of sentences to the LLM; {search.calls_used} LLM calls in {seconds / 60:.1f} min; "
+        f"{share:.0%} of dev sentences to the LLM; {search.calls_used} LLM calls in {seconds / 60:.1f} min; "
         f"program in {out}"
     )
 
@@ -304,115 +316,34 @@ def evaluate_program(
     data: Path | None,
 ) -> None:
     """The report of a compiled program on a split: every system in one table."""
-    from slcolm_dspy.evaluate.report import System, build_report, write_chart, write_html, write_json
-    from slcolm_dspy.merge.policy import MergePolicy
-    from slcolm_dspy.program import GuideOutcome, load_program
-    from slcolm_dspy.program.apply import guide_for, lm_for
-    from slcolm_dspy.program.runner import is_complete, run_program
+    from slcolm_dspy.program import load_program
+    from slcolm_dspy.program.apply import lm_for
+    from slcolm_dspy.program.evaluation import evaluate_on
 
     compiled = load_program(program)
-    schema = compiled.schema
-    data_dir = resolve_data_dir(data)
-    gold = load_split(data_dir, split, schema)[0][:limit]
-    inputs = [g.with_predictions((), ()) for g in gold]
+    gold = load_split(resolve_data_dir(data), split, compiled.schema)[0][:limit]
     report_dir = out or program / (f"eval-{split}" + (f"-first{limit}" if limit else ""))
-    run_dir = report_dir / "run"
-    model_name, base = lm_for(compiled, lm, api_base)
-    # a stored run is reused only for the same program, SLM and LLM
-    stamp = hashlib.sha256(
-        b"".join((program / name).read_bytes() for name in ("program.json", "settings.json", "slm.json"))
-        + f"{model_name}|{base}".encode()
-    ).hexdigest()
-    stamp_path = run_dir / "program.sha256"
-    if run_dir.exists() and (not stamp_path.is_file() or stamp_path.read_text().strip() != stamp):
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stamp_path.write_text(stamp + "\n")
-    if not is_complete(run_dir, inputs):
-        guide = guide_for(compiled, slm, data)
-        with (
-            _open_lm(model_name, base, max_tokens, concurrency, run_dir / "server.log") as model,
-            _progress(f"{split} via {model_name}") as bar,
-        ):
-            task = bar.add_task(split, total=None)
-            run_program(
-                compiled.program,
-                guide,
-                inputs,
-                model,
-                run_dir,
-                settings={"lm": model_name, "split": split},
-                on_done=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-    outcome = GuideOutcome.read(run_dir, inputs, schema)
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    total = run.get("total", {})
-    calls, tokens, seconds = total.get("llm_calls", 0), total.get("prompt_tokens", 0), total.get("seconds")
-    llm_sentences = total.get("llm_sentences", 0)
-    share = llm_sentences / max(1, len(gold))
-    policy = compiled.policy
-    systems = [
-        System("SLM alone", outcome.slm, note="the supervised model, no LLM"),
-        System(
-            "LLM (guided, routed)", outcome.llm, calls, tokens, seconds, note="the guide stage's own records"
-        ),
-    ]
-    for blob in compiled.dev_metrics.get("policies", []):
-        other = MergePolicy.from_json(blob)
-        if other.kind != "llm":
-            systems.append(
-                System(
-                    other.label,
-                    other.apply_all(outcome.llm, outcome.slm),
-                    calls,
-                    tokens,
-                    seconds,
-                    note="chosen on dev",
-                )
-            )
-    uses_llm = policy.kind != "slm"
-    compiled_name = f"compiled: {policy.label}"
-    systems.append(
-        System(
-            compiled_name,
-            policy.apply_all(outcome.llm, outcome.slm),
-            calls if uses_llm else 0,
-            tokens if uses_llm else 0,
-            seconds if uses_llm else 0.0,
-            note="the program's policy",
+    model_name, _ = lm_for(compiled, lm, api_base)
+    with _progress(f"{split} via {model_name}") as bar:
+        task = bar.add_task(split, total=None)
+        report = evaluate_on(
+            compiled,
+            gold,
+            report_dir,
+            title=f"{program.name} on {split}",
+            split=split,
+            lm=lm,
+            api_base=api_base,
+            slm=slm,
+            data=data,
+            concurrency=concurrency,
+            max_tokens=max_tokens,
+            on_done=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    )
-    chars_n = total.get("prompt_chars_n", 0)
-    report = build_report(
-        gold,
-        systems,
-        schema,
-        program=str(program),
-        split=split,
-        lm=model_name,
-        llm_sentence_share=share if uses_llm else 0.0,
-        llm_sentence_share_of_run=share,
-        prompt_chars_mean=(total.get("prompt_chars_sum", 0) / chars_n) if chars_n else 0.0,
-        compiled=compiled_name,
-    )
-    report_dir.mkdir(parents=True, exist_ok=True)
-    write_json(report, report_dir / "report.json")
-    write_chart(
-        report, schema, ["SLM alone", "LLM (guided, routed)", compiled_name], report_dir / "per_type_f1.png"
-    )
-    write_html(
-        report,
-        gold,
-        systems[-1].records,
-        schema,
-        report_dir / "report.html",
-        title=f"{program.name} on {split}",
-        chart="per_type_f1.png",
-        system=compiled_name,
-    )
     _print_report(report, f"{program.name} on {split}: {len(gold)} sentences, LLM {model_name}")
     console.print(
-        f"{share:.0%} of sentences reached the LLM ({llm_sentences}); report: {report_dir / 'report.json'}, "
+        f"{report['llm_sentence_share_of_run']:.0%} of sentences reached the LLM in the guided run "
+        f"({report['llm_sentences']}); report: {report_dir / 'report.json'}, "
         f"{report_dir / 'per_type_f1.png'}, {report_dir / 'report.html'}"
     )
 

@@ -83,3 +83,13 @@ def llm_view(outcome: GuideOutcome, config: GuideConfig) -> tuple[list[Sentence]
         else:
             out.append(llm if routed and meta.get("llm", True) else slm)
     return out, sent / max(1, len(outcome.records))
+
+
+def routed_share(pair_scores: Sequence[Sequence[tuple[float, float]]], config: GuideConfig) -> float:
+    """The share of sentences `config` sends to the LLM, from each sentence's pairs' two best SLM
+    probabilities alone (no LLM answer needed): every routed pair is asked about in the choice
+    module, and routes its sentence in the extraction module when sentences are routed."""
+    if config.module == "extract" and not config.route_sentences:
+        return 1.0
+    sent = sum(1 for pairs in pair_scores if any(is_routed(b, s, config.routing) for b, s in pairs))
+    return sent / max(1, len(pair_scores))

@@ -11,7 +11,8 @@ Two kinds of knobs, treated differently because they cost differently:
   inside it is replayed from the stored answers at no LLM cost.
 
 A routing band that sends more than `max_llm_share` of the sentences to the LLM is not a
-candidate. The SLM alone is always one: the compiled program is never worse on dev than the
+candidate (the share is estimated on the whole dev split when a `share_of` is given: routing needs
+only the SLM's scores). The SLM alone is always one: the compiled program is never worse on dev than the
 supervised model. The learned per-type policy is scored cross-fitted (learned on one half of the
 sample, scored on the other) so that its 40 choices do not flatter it.
 """
@@ -222,9 +223,14 @@ class DevF1Search(Teleprompter):
         schema: Schema,
         *,
         train_counts: Mapping[str, int] | None = None,
+        share_of: Callable[[GuideConfig], float] | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
+        """`share_of`: the share of sentences a configuration sends to the LLM, estimated on more
+        text than the sample (routing needs only the SLM's scores, so the whole dev split costs
+        no LLM call); without it the sample's own share is used."""
         super().__init__()
+        self.share_of = share_of
         self.space = space
         self.runner = runner
         self.schema = schema
@@ -271,6 +277,8 @@ class DevF1Search(Teleprompter):
         for band, limits, route_sentences in itertools.product(space.bands(), thresholds, route_options):
             view_config = replace(config, routing=band, thresholds=limits, route_sentences=route_sentences)
             view, share = llm_view(outcome, view_config)
+            if self.share_of is not None:
+                share = self.share_of(view_config)
             if share > space.max_llm_share:
                 continue
             views.append((self._score(evaluator, view), view_config, view, share))

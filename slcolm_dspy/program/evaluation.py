@@ -1,0 +1,151 @@
+"""A compiled program evaluated on gold records: its guide run (stored and reused), every system
+scored by the evaluator (SLM alone, the guided LLM, each merge policy kind with its dev-chosen
+parameter, the compiled policy), written as report.json, the per-type chart and the HTML page."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.evaluate.report import System, build_report, write_chart, write_html, write_json
+from slcolm_dspy.guide.backends import LMSpec, open_lm
+from slcolm_dspy.merge.policy import MergePolicy
+from slcolm_dspy.program.apply import guide_for, lm_for
+from slcolm_dspy.program.artifact import CompiledProgram
+from slcolm_dspy.program.outcome import GuideOutcome
+from slcolm_dspy.program.runner import is_complete, run_program
+
+LLM_ROW = "LLM (guided, routed)"
+
+
+def _stamp(compiled: CompiledProgram, model: str, api_base: str | None) -> str:
+    """What a stored run depends on: the program, its SLM and the LLM."""
+    parts = [(compiled.directory / n).read_bytes() for n in ("program.json", "settings.json", "slm.json")]
+    return hashlib.sha256(b"".join(parts) + f"{model}|{api_base}".encode()).hexdigest()
+
+
+def guided_run(
+    compiled: CompiledProgram,
+    gold: Sequence[Sentence],
+    run_dir: Path,
+    *,
+    lm: str | None = None,
+    api_base: str | None = None,
+    slm: Path | None = None,
+    data: Path | None = None,
+    concurrency: int = 1,
+    max_tokens: int = 768,
+    on_done: Callable[[int, int], None] | None = None,
+) -> tuple[GuideOutcome, dict[str, Any]]:
+    """The program's guide run over the gold sentences' text, made once and then read back; a
+    run made by another program, SLM or LLM is discarded."""
+    from slcolm_dspy.slm.encoders import cache_dir
+
+    inputs = [g.with_predictions((), ()) for g in gold]
+    model, base = lm_for(compiled, lm, api_base)
+    stamp, stamp_path = _stamp(compiled, model, base), run_dir / "program.sha256"
+    if run_dir.exists() and (not stamp_path.is_file() or stamp_path.read_text().strip() != stamp):
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp_path.write_text(stamp + "\n")
+    if not is_complete(run_dir, inputs):
+        guide = guide_for(compiled, slm, data)
+        spec = LMSpec(model, api_base=base, max_tokens=max_tokens)
+        with open_lm(spec, cache_dir(), parallel=concurrency, log=run_dir / "server.log") as client:
+            run_program(
+                compiled.program, guide, inputs, client, run_dir, settings={"lm": model}, on_done=on_done
+            )
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    return GuideOutcome.read(run_dir, inputs, compiled.schema), run.get("total", {})
+
+
+def evaluate_on(
+    compiled: CompiledProgram,
+    gold: Sequence[Sentence],
+    report_dir: Path,
+    *,
+    title: str,
+    split: str | None = None,
+    lm: str | None = None,
+    api_base: str | None = None,
+    slm: Path | None = None,
+    data: Path | None = None,
+    concurrency: int = 1,
+    max_tokens: int = 768,
+    on_done: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or read back) the program on `gold`, score every system, write the report files."""
+    outcome, total = guided_run(
+        compiled,
+        gold,
+        report_dir / "run",
+        lm=lm,
+        api_base=api_base,
+        slm=slm,
+        data=data,
+        concurrency=concurrency,
+        max_tokens=max_tokens,
+        on_done=on_done,
+    )
+    calls, tokens, seconds = total.get("llm_calls", 0), total.get("prompt_tokens", 0), total.get("seconds")
+    llm_sentences = total.get("llm_sentences", 0)
+    share = llm_sentences / max(1, len(gold))
+    policy = compiled.policy
+
+    def merged(p: MergePolicy) -> list[Sentence]:
+        return p.apply_all(outcome.llm, outcome.slm)
+
+    systems = [
+        System("SLM alone", outcome.slm, note="the supervised model, no LLM"),
+        System(LLM_ROW, outcome.llm, calls, tokens, seconds, note="the guide stage's own records"),
+    ]
+    for blob in compiled.dev_metrics.get("policies", []):
+        other = MergePolicy.from_json(blob)
+        if other.kind != "llm":
+            systems.append(System(other.label, merged(other), calls, tokens, seconds, note="chosen on dev"))
+    uses_llm = policy.kind != "slm"
+    compiled_name = f"compiled: {policy.label}"
+    systems.append(
+        System(
+            compiled_name,
+            merged(policy),
+            calls if uses_llm else 0,
+            tokens if uses_llm else 0,
+            seconds if uses_llm else 0.0,
+            note="the program's policy",
+        )
+    )
+    chars_n = total.get("prompt_chars_n", 0)
+    report = build_report(
+        gold,
+        systems,
+        compiled.schema,
+        program=str(compiled.directory),
+        split=split,
+        lm=lm_for(compiled, lm, api_base)[0],
+        llm_sentences=llm_sentences,
+        llm_sentence_share=share if uses_llm else 0.0,  # the compiled program's own share
+        llm_sentence_share_of_run=share,  # the guided run shown for comparison
+        prompt_chars_mean=(total.get("prompt_chars_sum", 0) / chars_n) if chars_n else 0.0,
+        compiled=compiled_name,
+    )
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_json(report, report_dir / "report.json")
+    chart = report_dir / "per_type_f1.png"
+    write_chart(report, compiled.schema, ["SLM alone", LLM_ROW, compiled_name], chart)
+    write_html(
+        report,
+        gold,
+        systems[-1].records,
+        compiled.schema,
+        report_dir / "report.html",
+        title=title,
+        chart=chart.name,
+        system=compiled_name,
+    )
+    return report
