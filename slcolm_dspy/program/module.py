@@ -8,6 +8,8 @@ the merge policy.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -19,6 +21,9 @@ from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
 from slcolm_dspy.guide.pipeline import Guide, GuideConfig
 from slcolm_dspy.merge.policy import MergePolicy
+
+# GuideConfig fields that change the prompts (searched with LLM calls).
+PROMPT_KNOBS = ("module", "demos", "demo_source", "demo_order", "max_definitions", "top_m", "rotations")
 
 
 class SLCoLMProgram(dspy.Module):
@@ -57,3 +62,16 @@ def config_from_json(blob: dict[str, Any]) -> GuideConfig:
         return replace(GuideConfig(**blob), routing=routing, thresholds=thresholds)
     except TypeError as exc:
         raise SlcolmError(f"guide settings: {exc}") from None
+
+
+def prompt_key(program: SLCoLMProgram) -> str:
+    """A stable name for what the LLM is asked: the prompt knobs and the predictors' state."""
+    config = program.config
+    blob = {k: getattr(config, k) for k in PROMPT_KNOBS}
+    blob["top_n"] = config.routing.top_n
+    blob["probe"] = vars(config.routing)
+    blob["route_sentences"] = config.route_sentences
+    blob["state"] = program.dump_state()
+    return hashlib.sha1(
+        json.dumps(blob, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()[:10]

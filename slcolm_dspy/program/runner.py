@@ -11,7 +11,7 @@ from typing import Any
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.io import written_ids
 from slcolm_dspy.guide.pipeline import Guide, run_guide
-from slcolm_dspy.program.module import SLCoLMProgram
+from slcolm_dspy.program.module import SLCoLMProgram, prompt_key
 from slcolm_dspy.program.outcome import GuideOutcome
 
 
@@ -59,8 +59,6 @@ class GuideRunner:
         self.on_done = on_done
 
     def run_dir(self, program: SLCoLMProgram) -> Path:
-        from slcolm_dspy.teleprompt.dev_search import prompt_key
-
         return self.work_dir / f"run-{prompt_key(program)}"
 
     def __call__(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> tuple[GuideOutcome, int]:

@@ -19,9 +19,7 @@ sample, scored on the other) so that its 40 choices do not flatter it.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,12 +37,10 @@ from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
 from slcolm_dspy.guide.pipeline import GuideConfig
 from slcolm_dspy.merge.policy import MergePolicy, cross_fitted, learn_per_type
-from slcolm_dspy.program.module import SLCoLMProgram
+from slcolm_dspy.program.module import PROMPT_KNOBS, SLCoLMProgram
 from slcolm_dspy.program.outcome import GuideOutcome, llm_view
 from slcolm_dspy.replay import choose_w, load_w_rules
 
-# GuideConfig fields that change the prompts (searched with LLM calls).
-PROMPT_KNOBS = ("module", "demos", "demo_source", "demo_order", "max_definitions", "top_m", "rotations")
 ROUTING_KNOBS = ("low", "high", "margin")
 THRESHOLD_KNOBS = ("accept", "reject", "keep")
 
@@ -200,19 +196,6 @@ class Candidate:
 def as_examples(records: Sequence[Sentence]) -> list[dspy.Example]:
     """Gold records as DSPy examples (the teleprompter's trainset)."""
     return [dspy.Example(sentence=r.text, record=r).with_inputs("sentence") for r in records]
-
-
-def prompt_key(program: SLCoLMProgram) -> str:
-    """A stable name for what the LLM is asked: the prompt knobs and the predictors' state."""
-    config = program.config
-    blob = {k: getattr(config, k) for k in PROMPT_KNOBS}
-    blob["top_n"] = config.routing.top_n
-    blob["probe"] = vars(config.routing)
-    blob["route_sentences"] = config.route_sentences
-    blob["state"] = program.dump_state()
-    return hashlib.sha1(
-        json.dumps(blob, sort_keys=True, ensure_ascii=False, default=str).encode()
-    ).hexdigest()[:10]
 
 
 class DevF1Search(Teleprompter):
