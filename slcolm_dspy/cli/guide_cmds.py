@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from slcolm_dspy.cli.errors import reports_errors
 from slcolm_dspy.cli.options import DataOption, SchemaOption
-from slcolm_dspy.cli.render import make_console, summary_table
+from slcolm_dspy.cli.render import make_console, progress_bar, summary_table
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, load_schema
@@ -58,10 +57,8 @@ def guide(
     """Run the LLM stage on a split; write grounded predictions that `slcolm evaluate` scores."""
     from slcolm_dspy.evaluate import RelationEvaluator
     from slcolm_dspy.guide.backends import LMSpec, open_lm
-    from slcolm_dspy.guide.embed import make_embedder
     from slcolm_dspy.guide.pipeline import Guide, GuideConfig, run_guide
     from slcolm_dspy.slm.encoders import cache_dir
-    from slcolm_dspy.slm.extractor import SpanExtractor
 
     if module not in ("extract", "choice"):
         raise SlcolmError(f"--module must be extract or choice, not {module!r}")
@@ -87,10 +84,7 @@ def guide(
         concurrency=concurrency,
     )
     with console.status("loading the SLM, the embedder and the demonstration pool"):
-        extractor = SpanExtractor.load(slm)
-        helper = Guide(
-            schema, extractor, make_embedder(embedder), pool, config, cache=cache_dir() / "embeddings"
-        )
+        helper = Guide.from_files(schema, slm, embedder, pool, config)
     spec = LMSpec(lm, api_base=api_base, max_tokens=max_tokens)
     settings = {
         "lm": lm,
@@ -101,18 +95,11 @@ def guide(
         "demo_pool": demo_pool,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open_lm(spec, cache_dir(), parallel=concurrency, log=run_dir / "server.log") as model:
-        columns = (TextColumn(f"{module} via {lm}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("guide", total=None)
-            result = run_guide(
-                helper,
-                inputs,
-                model,
-                run_dir,
-                settings=settings,
-                on_done=lambda done, total: progress.update(task, completed=done, total=total),
-            )
+    with (
+        open_lm(spec, cache_dir(), parallel=concurrency, log=run_dir / "server.log") as model,
+        progress_bar(console, f"{module} via {lm}") as (_, on_done),
+    ):
+        result = run_guide(helper, inputs, model, run_dir, settings=settings, on_done=on_done)
     predictions = read_records(run_dir / "predictions.jsonl", schema)[0]
     slm_predictions = read_records(run_dir / "slm.jsonl", schema)[0]
     scores = {}

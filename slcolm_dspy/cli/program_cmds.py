@@ -11,43 +11,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from slcolm_dspy.cli.errors import reports_errors
 from slcolm_dspy.cli.options import DataOption, SchemaOption
-from slcolm_dspy.cli.render import make_console, pct
+from slcolm_dspy.cli.render import make_console, pct, progress_bar
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 
 if TYPE_CHECKING:
-    from slcolm_dspy.guide.pipeline import Guide, GuideConfig
+    from slcolm_dspy.guide.pipeline import GuideConfig
 
 console = make_console()
 
 LmOption = Annotated[str, typer.Option(help="local[:name] or any LiteLLM model string.")]
 ApiBaseOption = Annotated[str | None, typer.Option(help="An OpenAI-compatible server for --lm.")]
-
-
-def _progress(label: str) -> Progress:
-    return Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
-
-
-def _guide(schema: Schema, config: GuideConfig, slm_dir: Path, embedder: str, pool: list[Sentence]) -> Guide:
-    from slcolm_dspy.guide.embed import make_embedder
-    from slcolm_dspy.guide.pipeline import Guide
-    from slcolm_dspy.slm.encoders import cache_dir
-    from slcolm_dspy.slm.extractor import SpanExtractor
-
-    with console.status("loading the SLM and the embedder"):
-        extractor = SpanExtractor.load(slm_dir)
-        return Guide(
-            schema, extractor, make_embedder(embedder), pool, config, cache=cache_dir() / "embeddings"
-        )
 
 
 def _open_lm(
@@ -97,6 +77,7 @@ def compile_program(
     from dataclasses import replace
 
     from slcolm_dspy.evaluate import RelationEvaluator
+    from slcolm_dspy.guide.pipeline import Guide
     from slcolm_dspy.program import SLCoLMProgram, llm_view, save_program
     from slcolm_dspy.program.runner import GuideRunner
     from slcolm_dspy.teleprompt import DevF1Search, as_examples, candidate_table_rows, load_preset
@@ -114,7 +95,8 @@ def compile_program(
     needs_pool = any(int(k) > 0 for k in space.prompt.get("demos", [0]))
     pool = load_split(data_dir, demo_pool, schema)[0] if needs_pool else []
     program = SLCoLMProgram(schema)
-    guide = _guide(schema, program.config, slm, embedder, pool)
+    with console.status("loading the SLM and the embedder"):
+        guide = Guide.from_files(schema, slm, embedder, pool, program.config)
     console.print(
         f"compiling with preset {space.name} ({space.description}) on {len(records)} dev sentences, "
         f"at most {space.budget_calls} LLM calls, at most {space.max_llm_share:.0%} of sentences to the LLM"
@@ -140,12 +122,9 @@ def compile_program(
         shutil.rmtree(stale)
     with (
         _open_lm(lm, api_base, max_tokens, concurrency, work / "server.log") as model,
-        _progress("dev sample") as bar,
+        progress_bar(console, "dev sample") as (bar, on_done),
     ):
-        task = bar.add_task("guide", total=None)
-        runner = GuideRunner(
-            guide, model, work, on_done=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+        runner = GuideRunner(guide, model, work, on_done=on_done)
         search = DevF1Search(
             space, runner, schema, train_counts=train_counts, share_of=share_of, progress=bar.console.print
         )
@@ -272,26 +251,20 @@ def extract(
     """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""
     from slcolm_dspy.data.writers import write_jsonl
     from slcolm_dspy.program import load_program
-    from slcolm_dspy.program.apply import extract_records, lm_for
+    from slcolm_dspy.program.apply import RunOptions, extract_records, lm_for
 
     compiled = load_program(program)
     records = _read_inputs(input_path, compiled.schema)
     if not records:
         raise SlcolmError(f"{input_path}: no sentences")
     model_name, _ = lm_for(compiled, lm, api_base)
-    with _progress(f"extract via {model_name}") as bar:
-        task = bar.add_task("extract", total=None)
+    with progress_bar(console, f"extract via {model_name}") as (_, on_done):
         merged, calls = extract_records(
             compiled,
             records,
             out.parent / f"{out.name}.run",
-            lm=lm,
-            api_base=api_base,
-            slm=slm,
-            data=data,
-            concurrency=concurrency,
-            max_tokens=max_tokens,
-            on_done=lambda done, total: bar.update(task, completed=done, total=total),
+            RunOptions(lm, api_base, slm, data, concurrency, max_tokens),
+            on_done=on_done,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(merged, out)
@@ -317,28 +290,22 @@ def evaluate_program(
 ) -> None:
     """The report of a compiled program on a split: every system in one table."""
     from slcolm_dspy.program import load_program
-    from slcolm_dspy.program.apply import lm_for
+    from slcolm_dspy.program.apply import RunOptions, lm_for
     from slcolm_dspy.program.evaluation import evaluate_on
 
     compiled = load_program(program)
     gold = load_split(resolve_data_dir(data), split, compiled.schema)[0][:limit]
     report_dir = out or program / (f"eval-{split}" + (f"-first{limit}" if limit else ""))
     model_name, _ = lm_for(compiled, lm, api_base)
-    with _progress(f"{split} via {model_name}") as bar:
-        task = bar.add_task(split, total=None)
+    with progress_bar(console, f"{split} via {model_name}") as (_, on_done):
         report = evaluate_on(
             compiled,
             gold,
             report_dir,
+            RunOptions(lm, api_base, slm, data, concurrency, max_tokens),
             title=f"{program.name} on {split}",
             split=split,
-            lm=lm,
-            api_base=api_base,
-            slm=slm,
-            data=data,
-            concurrency=concurrency,
-            max_tokens=max_tokens,
-            on_done=lambda done, total: bar.update(task, completed=done, total=total),
+            on_done=on_done,
         )
     _print_report(report, f"{program.name} on {split}: {len(gold)} sentences, LLM {model_name}")
     console.print(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
@@ -14,6 +16,15 @@ def make_console(stderr: bool = False) -> Console:
     """A console that does not wrap tables at 80 columns when output goes to a file or pipe."""
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=None if stream.isatty() else 160)
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console, label: str) -> Iterator[tuple[Progress, Callable[[int, int], None]]]:
+    """A progress bar of sentences done, and the `on_done(done, total)` callback that moves it."""
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(label, total=None)
+        yield bar, lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def pct(value: float) -> str:

@@ -43,9 +43,10 @@ from slcolm_dspy.guide.choice import (
     top_two,
 )
 from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
-from slcolm_dspy.guide.embed import Embedder, cached_passages
+from slcolm_dspy.guide.embed import Embedder, cached_passages, make_embedder
 from slcolm_dspy.guide.grounding import Grounder, GroundingStats
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
+from slcolm_dspy.slm.encoders import cache_dir
 from slcolm_dspy.slm.extractor import PairScores, SpanExtractor
 
 ModuleName = Literal["extract", "choice"]
@@ -129,9 +130,23 @@ class Guide:
         self._cache = cache
         self._retrievers: dict[str, DemoRetriever] = {}  # by demonstration source
         self.extraction = GuidedExtraction(schema)
-        if config.json_mode and config.adapter == "compact":
-            self.extraction.lm_config = {"response_format": {"type": "json_object"}}
         self.choice = RelationChoice(schema, config.rotations)
+        self._configure_modules()
+
+    @classmethod
+    def from_files(
+        cls, schema: Schema, slm_dir: Path, embedder: str, pool: Sequence[Sentence], config: GuideConfig
+    ) -> Guide:
+        """A guide with the SLM loaded from `slm_dir` and the embedder named by `embedder`
+        (e5 or a sentence-transformers directory); passage vectors cached under $SLCOLM_CACHE."""
+        extractor = SpanExtractor.load(slm_dir)
+        return cls(schema, extractor, make_embedder(embedder), pool, config, cache=cache_dir() / "embeddings")
+
+    def _configure_modules(self) -> None:
+        """Settings the modules read at call time: rotations, and JSON mode for extraction."""
+        self.choice.rotations = self.config.rotations
+        if self.config.json_mode and self.config.adapter == "compact":
+            self.extraction.lm_config = {"response_format": {"type": "json_object"}}
 
     @property
     def retriever(self) -> DemoRetriever | None:
@@ -155,7 +170,7 @@ class Guide:
                 self.schema, self.embedder, config.top_m, config.max_definitions
             )
         self.config = config
-        self.choice.rotations = config.rotations
+        self._configure_modules()
 
     def _vectors(
         self, records: Sequence[Sentence], *, passages: bool, cache: Path | None = None

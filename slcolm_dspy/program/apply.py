@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.io import sha256_of
 from slcolm_dspy.data.text import split_sentences
+from slcolm_dspy.guide.backends import LMSpec, open_lm
 from slcolm_dspy.guide.pipeline import Guide
 from slcolm_dspy.program.artifact import CompiledProgram, load_program
 from slcolm_dspy.program.outcome import GuideOutcome
@@ -24,10 +27,6 @@ from slcolm_dspy.program.runner import is_complete, run_program
 def guide_for(compiled: CompiledProgram, slm: Path | None = None, data: Path | None = None) -> Guide:
     """The guide a compiled program runs with: its SLM (hash checked), its embedder and its
     demonstration pool (checksum checked)."""
-    from slcolm_dspy.guide.embed import make_embedder
-    from slcolm_dspy.slm.encoders import cache_dir
-    from slcolm_dspy.slm.extractor import SpanExtractor
-
     config = compiled.program.config
     retrieval = compiled.retrieval
     pool: list[Sentence] = []
@@ -41,9 +40,24 @@ def guide_for(compiled: CompiledProgram, slm: Path | None = None, data: Path | N
             raise SlcolmError(
                 f"the demonstration pool ({split} in {data_dir}) differs from the one compiled with"
             )
-    extractor = SpanExtractor.load(compiled.slm_dir(slm))
-    embedder = make_embedder(retrieval.get("embedder", "e5"))
-    return Guide(compiled.schema, extractor, embedder, pool, config, cache=cache_dir() / "embeddings")
+    embedder = retrieval.get("embedder", "e5")
+    return Guide.from_files(compiled.schema, compiled.slm_dir(slm), embedder, pool, config)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a compiled program: another LLM than it was compiled with (and its server), the
+    SLM if it moved, the corpus (for the demonstration pool), parallel requests, reply length."""
+
+    lm: str | None = None
+    api_base: str | None = None
+    slm: Path | None = None
+    data: Path | None = None
+    concurrency: int = 1
+    max_tokens: int = 768
+
+
+DEFAULT_OPTIONS = RunOptions()
 
 
 def lm_for(compiled: CompiledProgram, lm: str | None, api_base: str | None) -> tuple[str, str | None]:
@@ -53,17 +67,37 @@ def lm_for(compiled: CompiledProgram, lm: str | None, api_base: str | None) -> t
     return compiled.manifest["lm"]["model"], api_base or compiled.manifest["lm"].get("api_base")
 
 
+def run_guided(
+    compiled: CompiledProgram,
+    inputs: Sequence[Sentence],
+    run_dir: Path,
+    options: RunOptions = DEFAULT_OPTIONS,
+    *,
+    settings: dict[str, Any] | None = None,
+    on_done: Callable[[int, int], None] | None = None,
+) -> tuple[GuideOutcome, int]:
+    """The program's guide run over `inputs` in `run_dir` and its new LLM calls. A finished run is
+    only read back: no SLM, embedder or LLM server is started for it."""
+    from slcolm_dspy.slm.encoders import cache_dir
+
+    if is_complete(run_dir, inputs):
+        return GuideOutcome.read(run_dir, inputs, compiled.schema), 0
+    guide = guide_for(compiled, options.slm, options.data)
+    model, base = lm_for(compiled, options.lm, options.api_base)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = LMSpec(model, api_base=base, max_tokens=options.max_tokens)
+    with open_lm(spec, cache_dir(), parallel=options.concurrency, log=run_dir / "server.log") as client:
+        return run_program(
+            compiled.program, guide, inputs, client, run_dir, settings=settings, on_done=on_done
+        )
+
+
 def extract_records(
     compiled: CompiledProgram,
     records: Sequence[Sentence],
     work_dir: Path,
+    options: RunOptions = DEFAULT_OPTIONS,
     *,
-    lm: str | None = None,
-    api_base: str | None = None,
-    slm: Path | None = None,
-    data: Path | None = None,
-    concurrency: int = 1,
-    max_tokens: int = 768,
     on_done: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Sentence], int]:
     """The program's merged records for `records` (text only is used) and the new LLM calls.
@@ -71,21 +105,10 @@ def extract_records(
     A program whose policy is the SLM alone makes no LLM call. The guide's work is kept in
     `work_dir`: an interrupted extraction resumes there, a finished one is only read back.
     """
-    from slcolm_dspy.guide.backends import LMSpec, open_lm
-    from slcolm_dspy.slm.encoders import cache_dir
-
     inputs = [r.with_predictions((), ()) for r in records]
     if compiled.policy.kind == "slm":
-        return guide_for(compiled, slm, data).slm.predict(inputs), 0
-    if is_complete(work_dir, inputs):
-        outcome, calls = GuideOutcome.read(work_dir, inputs, compiled.schema), 0
-    else:
-        guide = guide_for(compiled, slm, data)
-        model_name, base = lm_for(compiled, lm, api_base)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        spec = LMSpec(model_name, api_base=base, max_tokens=max_tokens)
-        with open_lm(spec, cache_dir(), parallel=concurrency, log=work_dir / "server.log") as model:
-            outcome, calls = run_program(compiled.program, guide, inputs, model, work_dir, on_done=on_done)
+        return guide_for(compiled, options.slm, options.data).slm.predict(inputs), 0
+    outcome, calls = run_guided(compiled, inputs, work_dir, options, on_done=on_done)
     return compiled.policy.apply_all(outcome.llm, outcome.slm), calls
 
 
@@ -110,7 +133,8 @@ def extract(
         for i, text in enumerate(items)
         for n, (_, sentence) in enumerate(split_sentences(text), start=1)
     ]
+    options = RunOptions(lm=lm, api_base=api_base)
     if work_dir is not None:
-        return extract_records(compiled, records, Path(work_dir), lm=lm, api_base=api_base)[0]
+        return extract_records(compiled, records, Path(work_dir), options)[0]
     with tempfile.TemporaryDirectory(prefix="slcolm-extract-") as tmp:
-        return extract_records(compiled, records, Path(tmp), lm=lm, api_base=api_base)[0]
+        return extract_records(compiled, records, Path(tmp), options)[0]

@@ -13,12 +13,10 @@ from typing import Any
 
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.evaluate.report import System, build_report, write_chart, write_html, write_json
-from slcolm_dspy.guide.backends import LMSpec, open_lm
 from slcolm_dspy.merge.policy import MergePolicy
-from slcolm_dspy.program.apply import guide_for, lm_for
+from slcolm_dspy.program.apply import DEFAULT_OPTIONS, RunOptions, lm_for, run_guided
 from slcolm_dspy.program.artifact import CompiledProgram
 from slcolm_dspy.program.outcome import GuideOutcome
-from slcolm_dspy.program.runner import is_complete, run_program
 
 LLM_ROW = "LLM (guided, routed)"
 
@@ -33,65 +31,36 @@ def guided_run(
     compiled: CompiledProgram,
     gold: Sequence[Sentence],
     run_dir: Path,
+    options: RunOptions = DEFAULT_OPTIONS,
     *,
-    lm: str | None = None,
-    api_base: str | None = None,
-    slm: Path | None = None,
-    data: Path | None = None,
-    concurrency: int = 1,
-    max_tokens: int = 768,
     on_done: Callable[[int, int], None] | None = None,
 ) -> tuple[GuideOutcome, dict[str, Any]]:
     """The program's guide run over the gold sentences' text, made once and then read back; a
     run made by another program, SLM or LLM is discarded."""
-    from slcolm_dspy.slm.encoders import cache_dir
-
     inputs = [g.with_predictions((), ()) for g in gold]
-    model, base = lm_for(compiled, lm, api_base)
+    model, base = lm_for(compiled, options.lm, options.api_base)
     stamp, stamp_path = _stamp(compiled, model, base), run_dir / "program.sha256"
     if run_dir.exists() and (not stamp_path.is_file() or stamp_path.read_text().strip() != stamp):
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(stamp + "\n")
-    if not is_complete(run_dir, inputs):
-        guide = guide_for(compiled, slm, data)
-        spec = LMSpec(model, api_base=base, max_tokens=max_tokens)
-        with open_lm(spec, cache_dir(), parallel=concurrency, log=run_dir / "server.log") as client:
-            run_program(
-                compiled.program, guide, inputs, client, run_dir, settings={"lm": model}, on_done=on_done
-            )
+    outcome, _ = run_guided(compiled, inputs, run_dir, options, settings={"lm": model}, on_done=on_done)
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    return GuideOutcome.read(run_dir, inputs, compiled.schema), run.get("total", {})
+    return outcome, run.get("total", {})
 
 
 def evaluate_on(
     compiled: CompiledProgram,
     gold: Sequence[Sentence],
     report_dir: Path,
+    options: RunOptions = DEFAULT_OPTIONS,
     *,
     title: str,
     split: str | None = None,
-    lm: str | None = None,
-    api_base: str | None = None,
-    slm: Path | None = None,
-    data: Path | None = None,
-    concurrency: int = 1,
-    max_tokens: int = 768,
     on_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or read back) the program on `gold`, score every system, write the report files."""
-    outcome, total = guided_run(
-        compiled,
-        gold,
-        report_dir / "run",
-        lm=lm,
-        api_base=api_base,
-        slm=slm,
-        data=data,
-        concurrency=concurrency,
-        max_tokens=max_tokens,
-        on_done=on_done,
-    )
+    outcome, total = guided_run(compiled, gold, report_dir / "run", options, on_done=on_done)
     calls, tokens, seconds = total.get("llm_calls", 0), total.get("prompt_tokens", 0), total.get("seconds")
     llm_sentences = total.get("llm_sentences", 0)
     share = llm_sentences / max(1, len(gold))
@@ -127,7 +96,7 @@ def evaluate_on(
         compiled.schema,
         program=str(compiled.directory),
         split=split,
-        lm=lm_for(compiled, lm, api_base)[0],
+        lm=lm_for(compiled, options.lm, options.api_base)[0],
         llm_sentences=llm_sentences,
         llm_sentence_share=share if uses_llm else 0.0,  # the compiled program's own share
         llm_sentence_share_of_run=share,  # the guided run shown for comparison

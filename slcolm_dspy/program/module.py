@@ -38,12 +38,9 @@ class SLCoLMProgram(dspy.Module):
 
     def bind(self, guide: Guide) -> Guide:
         """Make `guide` run this program's predictors with its settings."""
-        guide.reconfigure(self.config)
         guide.extraction = self.extraction
         guide.choice = self.choice
-        self.choice.rotations = self.config.rotations
-        if self.config.json_mode and self.config.adapter == "compact":
-            self.extraction.lm_config = {"response_format": {"type": "json_object"}}
+        guide.reconfigure(self.config)  # after the swap: it configures the modules it now holds
         return guide
 
     def settings(self) -> dict[str, Any]:
