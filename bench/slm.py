@@ -1,10 +1,14 @@
-"""Benchmark the SLM: time to the best dev checkpoint, test scores in both protocols, inference
-speed and peak memory. Writes bench/results/slm.json.
+"""Benchmark the SLM on any corpus: time to the best dev checkpoint, test scores in both
+protocols, inference speed, peak memory of training and of inference, where training time goes.
 
-    python bench/slm.py --data ../shared/data/chisre --out runs/bench-slm            # train, then measure
-    python bench/slm.py --data ../shared/data/chisre --model runs/slm                # measure a trained model
+    python bench/slm.py --schema chisre --data ../shared/data/chisre --out runs/bench-slm
+    python bench/slm.py --schema conll04 --data ../shared/data/conll04 --out runs/bench-slm-conll04 \\
+        --results bench/results/slm_conll04.json
+    python bench/slm.py --schema chisre --data ../shared/data/chisre --model runs/slm   # measure only
 
-Test is scored once, with the checkpoint chosen on dev.
+Training runs in this process (its peak RSS is the training figure); the test evaluation and the
+speed measurement run in a fresh child process, so the inference figure is what a user's
+`slcolm slm predict` needs. Test is scored once, with the checkpoint chosen on dev.
 """
 
 from __future__ import annotations
@@ -12,116 +16,140 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.evaluate import RelationEvaluator
-from slcolm_dspy.slm.extractor import SpanExtractor
-from slcolm_dspy.slm.train import TrainConfig, choose_threshold, train
+from slcolm_dspy.slm.train import TrainConfig, train
 
 
 def pct(x: float) -> float:
     return round(100 * x, 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-slm"))
-    parser.add_argument("--model", type=Path, help="measure this trained model instead of training")
-    parser.add_argument("--encoder", default="e5")
-    parser.add_argument("--freeze-layers", type=int, default=0)
-    defaults = TrainConfig()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--lr-encoder", type=float, default=defaults.lr_encoder)
-    parser.add_argument("--lr-heads", type=float, default=defaults.lr_heads)
-    parser.add_argument("--neg-spans", type=int, default=defaults.neg_spans)
-    parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes)
-    parser.add_argument(
-        "--text-form", default="simplified", help="read this aligned form of the text ('' for the text)"
-    )
-    parser.add_argument("--results", type=Path, default=Path("bench/results/slm.json"))
-    parser.add_argument(
-        "--choose-threshold",
-        action="store_true",
-        help="with --model: choose its relation threshold on dev first",
-    )
-    args = parser.parse_args()
+def peak_rss_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
-    schema = load_schema("chisre")
-    train_records, _ = load_split(args.data, "train", schema)
-    dev_records, _ = load_split(args.data, "dev", schema)
-    test_records, _ = load_split(args.data, "test", schema)
-    model_dir = args.model or args.out
-    if args.model is None:
-        config = TrainConfig(
-            encoder=args.encoder,
-            freeze_layers=args.freeze_layers,
-            epochs=args.epochs,
-            lr_encoder=args.lr_encoder,
-            lr_heads=args.lr_heads,
-            neg_spans=args.neg_spans,
-            max_minutes=args.max_minutes,
-            text_form=args.text_form or None,
-        )
-        summary = train(
-            train_records,
-            dev_records,
-            schema,
-            model_dir,
-            config,
-            on_epoch=lambda e, r: print(json.dumps(r), flush=True),
-        )
-    else:
-        summary = json.loads((model_dir / "training_summary.json").read_text(encoding="utf-8"))
-        if args.choose_threshold:
-            summary["relation_threshold"] = choose_threshold(
-                model_dir, dev_records, schema, TrainConfig().threshold_grid
-            )
 
+def measure(schema_name: str, data: Path, model_dir: Path, threads: int | None) -> dict:
+    """Test scores, inference speed (after a warm-up batch) and this process's peak RSS."""
+    import torch
+
+    from slcolm_dspy.slm.extractor import SpanExtractor
+
+    torch.set_num_threads(threads or torch.get_num_threads())
+    schema = load_schema(schema_name)
+    test_records, _ = load_split(data, "test", schema)
     extractor = SpanExtractor.load(model_dir)
     extractor.predict(test_records[:32])  # warm-up
     started = time.perf_counter()
     predictions = extractor.predict(test_records)
     seconds = time.perf_counter() - started
-    paper = RelationEvaluator(test_records, schema, "paper")(predictions)
-    strict = RelationEvaluator(test_records, schema, "strict")(predictions)
+    out: dict = {"sentences": len(test_records)}
+    for protocol in ("paper", "strict"):
+        result = RelationEvaluator(test_records, schema, protocol)(predictions)
+        keys = ("micro_f1", "macro_f1", "head_macro_f1", "tail_macro_f1", "ner_f1")
+        out[protocol] = {k: pct(result[k]) for k in keys}
+    out["ner_f1"] = out["strict"]["ner_f1"]
+    return {
+        "test": out,
+        "sentences_per_second": round(len(test_records) / seconds, 1),
+        "inference_peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--schema", default="chisre")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-slm"))
+    parser.add_argument("--model", type=Path, help="measure this trained model instead of training")
+    parser.add_argument("--results", type=Path, default=Path("bench/results/slm.json"))
+    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):  # every training setting, as --name-with-dashes
+        if f.name in ("threshold_grid", "profile"):
+            continue
+        default = getattr(defaults, f.name)
+        kind = {"threads": int, "text_form": str}.get(f.name, type(default))
+        if kind is bool:
+            kind = lambda v: v.lower() in ("1", "true", "yes")  # noqa: E731
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)
+    args = parser.parse_args()
+
+    if args.measure_only:
+        print(json.dumps(measure(args.schema, args.data, args.model, args.threads)))
+        return
+
+    schema = load_schema(args.schema)
+    model_dir = args.model or args.out
+    if args.model is None:
+        train_records, _ = load_split(args.data, "train", schema)
+        dev_records, _ = load_split(args.data, "dev", schema)
+        settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+        if settings.get("text_form") in ("", "none"):
+            settings["text_form"] = None
+        elif settings.get("text_form") is None and schema.corpus:
+            settings["text_form"] = schema.corpus.variant_form  # what `slcolm slm train` reads
+        summary = train(
+            train_records,
+            dev_records,
+            schema,
+            model_dir,
+            TrainConfig(**settings),
+            on_epoch=lambda e, r: print(json.dumps(r), flush=True),
+        )
+        train_rss = peak_rss_mb()
+    else:
+        summary = json.loads((model_dir / "training_summary.json").read_text(encoding="utf-8"))
+        train_rss = None
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--measure-only",
+            "--schema",
+            args.schema,
+            "--data",
+            str(args.data),
+            "--model",
+            str(model_dir),
+            *(["--threads", str(args.threads)] if args.threads else []),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
     results = {
-        "test": {
-            "paper": {
-                "micro_f1": pct(paper["micro_f1"]),
-                "macro_f1": pct(paper["macro_f1"]),
-                "head_macro_f1": pct(paper["head_macro_f1"]),
-                "tail_macro_f1": pct(paper["tail_macro_f1"]),
-                "ner_f1": pct(paper["ner_f1"]),
-            },
-            "strict": {
-                "micro_f1": pct(strict["micro_f1"]),
-                "macro_f1": pct(strict["macro_f1"]),
-                "head_macro_f1": pct(strict["head_macro_f1"]),
-                "tail_macro_f1": pct(strict["tail_macro_f1"]),
-                "ner_f1": pct(strict["ner_f1"]),
-            },
-            "sentences": len(test_records),
-        },
+        "corpus": args.schema,
+        **measured,
         "dev_best": summary["best_dev"],
         "best_epoch": summary["best_epoch"],
+        "epochs": summary.get("epochs", len(summary.get("history", []))),
         "train_minutes": summary["minutes_to_best"],
         "train_total_minutes": summary["total_minutes"],
         "stopped": summary["stopped"],
+        "stopped_by_time": summary.get("stopped_by_time", False),
         "relation_threshold": summary.get("relation_threshold"),
-        "sentences_per_second": round(len(test_records) / seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": train_rss,
+        "units": summary.get("units"),
+        "span_width": summary.get("span_width"),
+        "boundaries": summary.get("boundaries"),
+        "profile": summary.get("profile"),
         "encoder": summary["config"]["encoder"],
         "config": summary["config"],
         "command": "python " + " ".join(sys.argv),
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in results.items() if k not in ("config", "dev_best")}, indent=1))
+    shown = ("config", "dev_best", "profile", "relation_threshold", "span_width")
+    print(json.dumps({k: v for k, v in results.items() if k not in shown}, indent=1))
 
 
 if __name__ == "__main__":

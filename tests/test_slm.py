@@ -58,7 +58,7 @@ def test_broken_model_directories(tiny_slm, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     vocab = json.loads((copy / "vocab.json").read_text(encoding="utf-8"))
-    vocab["chars"] = vocab["chars"][:-1]
+    vocab["rows"] = vocab["rows"][:-1]
     (copy / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     with pytest.raises(SlcolmError, match=r"vocabulary has \d+ entries but the encoder has"):
         SpanExtractor.load(copy)
@@ -118,7 +118,7 @@ def test_model_can_read_the_simplified_form(handful, schema, tmp_path):
     of the record's own text."""
     config = TrainConfig(encoder="scratch", epochs=3, batch_size=3, threads=1, text_form="simplified")
     train(handful, handful, schema, tmp_path, config)
-    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))["chars"]
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))["rows"]
     simplified = {c for r in handful for c in r.variants["simplified"]} - {c for r in handful for c in r.text}
     assert simplified and simplified <= set(vocab)
     extractor = SpanExtractor.load(tmp_path)

@@ -18,6 +18,9 @@ from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.io import written_ids
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.writers import JsonlAppender
+from slcolm_dspy.slm.config import TrainConfig
+
+DEFAULTS = TrainConfig()
 
 slm_app = typer.Typer(help="Train and run the small span-based model (SLM).", no_args_is_help=True)
 console = make_console()
@@ -47,28 +50,51 @@ def train(
             help="e5 (multilingual-e5-small, offline), scratch, or a local Hugging Face checkpoint."
         ),
     ] = "e5",
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
-    max_minutes: Annotated[float, typer.Option(help="Stop after this much wall-clock time.")] = 28.0,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    units: Annotated[
+        str,
+        typer.Option(
+            help="Spans over char(acters) or word(s); auto: from the schema's language or the data."
+        ),
+    ] = "auto",
+    epochs: Annotated[
+        int, typer.Option(min=1, help="The schedule: a fixed number of epochs.")
+    ] = DEFAULTS.epochs,
+    max_minutes: Annotated[
+        float, typer.Option(help="A guard: stop (and say so) after this much wall-clock time.")
+    ] = DEFAULTS.max_minutes,
+    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULTS.batch_size,
     freeze_layers: Annotated[
-        int, typer.Option(min=0, help="Freeze embeddings and this many lower layers.")
-    ] = 0,
-    lr_encoder: float = 2e-4,
-    lr_heads: float = 2e-3,
-    relation_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.4,
+        int,
+        typer.Option(min=0, help="Freeze embeddings and this many lower layers (their output is cached)."),
+    ] = DEFAULTS.freeze_layers,
+    lr_encoder: float = DEFAULTS.lr_encoder,
+    lr_heads: float = DEFAULTS.lr_heads,
+    relation_balance: Annotated[
+        float, typer.Option(min=0.0, help="Class-balanced relation loss exponent (0: off).")
+    ] = DEFAULTS.relation_balance,
+    relation_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = DEFAULTS.relation_threshold,
+    per_type_thresholds: Annotated[
+        bool, typer.Option(help="Offer per-type relation thresholds on dev (kept only where they help).")
+    ] = DEFAULTS.per_type_thresholds,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU has it), bf16 or fp32.")] = "auto",
     text_form: Annotated[
         str | None,
         typer.Option(help="Read this aligned form of the text, e.g. simplified (offsets unchanged)."),
     ] = None,
-    patience: Annotated[int, typer.Option(min=1, help="Epochs without dev improvement before stopping.")] = 3,
-    seed: int = 13,
+    patience: Annotated[
+        int, typer.Option(min=0, help="Stop after this many epochs without dev improvement (0: never).")
+    ] = DEFAULTS.patience,
+    seed: int = DEFAULTS.seed,
     threads: Annotated[int | None, typer.Option(help="Torch threads; default: every core.")] = None,
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Train on the train split; evaluate on dev every epoch; keep the best-on-dev checkpoint."""
-    from slcolm_dspy.slm.train import TrainConfig
     from slcolm_dspy.slm.train import train as run_training
 
+    if units not in ("auto", "char", "word"):
+        raise SlcolmError(f"--units must be auto, char or word, not {units!r}")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise SlcolmError(f"--precision must be auto, bf16 or fp32, not {precision!r}")
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     train_records, report = load_split(data_dir, "train", schema)
@@ -81,15 +107,20 @@ def train(
         max_minutes=max_minutes,
         batch_size=batch_size,
         freeze_layers=freeze_layers,
+        units=units,
         lr_encoder=lr_encoder,
         lr_heads=lr_heads,
+        relation_balance=relation_balance,
         relation_threshold=relation_threshold,
+        per_type_thresholds=per_type_thresholds,
+        precision=precision,
         # e5 saw far more simplified than traditional Chinese; chosen on dev (BENCHMARKS.md)
         text_form=text_form or (schema.corpus.variant_form if schema.corpus else None),
         patience=patience,
         seed=seed,
         threads=threads,
     )
+    protocol = schema.primary_protocol
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, TextColumn("loss {task.fields[loss]:.3f}"), console=console) as progress:
         task = progress.add_task("epoch 1", total=None, loss=0.0)
@@ -100,19 +131,47 @@ def train(
         def on_epoch(epoch: int, record: dict) -> None:
             mark = " (best)" if record["best"] else ""
             progress.console.print(
-                f"epoch {epoch}: dev paper micro {record['paper.micro_f1']:.2f}"
-                f" macro {record['paper.macro_f1']:.2f}"
-                f" | strict micro {record['strict.micro_f1']:.2f} macro {record['strict.macro_f1']:.2f}"
-                f" | NER {record['paper.ner_f1']:.2f} | {record['minutes']:.1f} min{mark}"
+                f"epoch {epoch}/{config.epochs}: dev {protocol} micro {record[protocol + '.micro_f1']:.2f}"
+                f" macro {record[protocol + '.macro_f1']:.2f}"
+                f" tail {record[protocol + '.tail_macro_f1']:.2f}"
+                f" | NER {record[protocol + '.ner_f1']:.2f} | {record['minutes']:.1f} min{mark}"
             )
 
         summary = run_training(
             train_records, dev_records, schema, out, config, on_step=on_step, on_epoch=on_epoch
         )
-    best = summary["best_dev"]
+    _report_training(summary, out, protocol)
+
+
+def _report_training(summary: dict, out: Path, protocol: str) -> None:
+    widths, bounds = summary["span_width"], summary["boundaries"]
     console.print(
-        f"best dev epoch {summary['best_epoch']} after {summary['minutes_to_best']} min "
-        f"(paper micro {best['paper.micro_f1']:.2f} / macro {best['paper.macro_f1']:.2f}); "
+        f"units: {summary['units']}; max span {widths['max_width']} units "
+        f"({widths.get('longer', 0)} of {widths.get('entities', 0)} train entities are longer)"
+    )
+    unusable = bounds["off_boundary"] + bounds["too_wide"]
+    if unusable:
+        console.print(
+            f"[yellow]{unusable} of {bounds['entities']} train entities cannot be spans "
+            f"({bounds['off_boundary']} off unit boundaries, {bounds['too_wide']} too wide), "
+            f"e.g. {'; '.join(bounds['examples'][:3])}[/yellow]"
+        )
+    if summary["stopped_by_time"]:
+        console.print(
+            f"[bold red]STOPPED BY THE TIME GUARD after {summary['epochs']} of "
+            f"{summary['config']['epochs']} epochs ({summary['total_minutes']} min): the schedule did not "
+            "finish; raise --max-minutes or lower --epochs[/bold red]"
+        )
+    best = summary["best_dev"]
+    if best is None:
+        raise SlcolmError("training ended before any dev evaluation: nothing was saved")
+    thresholds = summary["relation_threshold"] or {}
+    per_type = "per-type thresholds kept" if thresholds.get("per_type") else "one threshold"
+    console.print(
+        f"best dev epoch {summary['best_epoch']} of {summary['epochs']} "
+        f"after {summary['minutes_to_best']} min "
+        f"({protocol} micro {best[protocol + '.micro_f1']:.2f} / macro {best[protocol + '.macro_f1']:.2f}); "
+        f"relation threshold {thresholds.get('chosen')} ({per_type}); "
         f"stopped by {summary['stopped']}; saved to {out}"
     )
 

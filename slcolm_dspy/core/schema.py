@@ -54,6 +54,17 @@ class Schema:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
+    def language(self) -> str | None:
+        """The corpus language's ISO 639 code (`[schema] language`), if the schema names one."""
+        return self.raw.get("schema", {}).get("language")
+
+    @property
+    def primary_protocol(self) -> str:
+        """The protocol that selects checkpoints and headlines results: `[evaluation] primary`,
+        strict unless the schema says otherwise (ChisRE keeps the authors' paper protocol)."""
+        return self.raw.get("evaluation", {}).get("primary", "strict")
+
+    @property
     def tail_types(self) -> tuple[str, ...]:
         head = set(self.head_types)
         return tuple(t for t in self.relation_types if t not in head)

@@ -13,7 +13,7 @@ from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import CorpusSpec, Schema
 from slcolm_dspy.data.build import ReadReport
 from slcolm_dspy.data.io import sha256_of
-from slcolm_dspy.data.readers import read_corpus_file
+from slcolm_dspy.data.readers import read_records
 
 DATA_ENV = "SLCOLM_DATA"
 DEFAULT_DATA = Path("data/chisre")
@@ -42,7 +42,7 @@ def load_split(
     path = data_dir / spec.splits[split].file
     if not path.is_file():
         raise SlcolmError(f"{path} not found: run `slcolm data fetch {schema.name}` or pass --data DIR")
-    return read_corpus_file(path, schema, skip_bad=skip_bad)
+    return read_records(path, schema, skip_bad=skip_bad)  # any supported format
 
 
 def fetch_corpus(

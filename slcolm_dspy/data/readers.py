@@ -120,14 +120,36 @@ def _twin_variants(twin: Path, texts: list[str], schema: Schema) -> list[str] | 
     return out
 
 
+def _join_tokens(tokens: list[Any], unsegmented: bool) -> tuple[str, list[int], list[int]] | str:
+    """The text of SpERT tokens and each token's character range; a problem as a string.
+
+    Single characters, or words of an unsegmented language, join with nothing; words join with
+    one space, so token offsets map through the joined text."""
+    if not all(isinstance(t, str) for t in tokens):
+        bad = next(t for t in tokens if not isinstance(t, str))
+        return f"'tokens' must be strings, got {bad!r}"
+    glue = "" if unsegmented or all(len(t) == 1 for t in tokens) else " "
+    starts, ends, pos = [], [], 0
+    for token in tokens:
+        starts.append(pos)
+        pos += len(token)
+        ends.append(pos)
+        pos += len(glue)
+    return glue.join(tokens), starts, ends
+
+
 def read_spert(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
-    """A SpERT list file: char tokens (string or list), entity offsets into them."""
+    """A SpERT list file: `tokens` (a string of characters, or a list of characters or words)
+    and entity offsets into the tokens, mapped to character offsets of the joined text."""
+    from slcolm_dspy.core.language import is_unsegmented_language
+
     data = load_json(path)
     if not isinstance(data, list):
         raise DataError(str(path), "expected a JSON list of SpERT records")
     split, _ = _split_name(path, schema)
     fixes = schema.corpus.label_fixes if schema.corpus else {}
     builder = SentenceBuilder(schema, str(path), label_fixes=fixes)
+    unsegmented = bool(is_unsegmented_language(schema.language))
 
     def make(index: int, rec: Any) -> Sentence | None:
         record = index + 1
@@ -136,7 +158,16 @@ def read_spert(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
         if "tokens" not in rec:
             raise builder.fail(record, "missing key 'tokens'")
         tokens = rec["tokens"]
-        text = "".join(tokens) if isinstance(tokens, list) else tokens
+        if isinstance(tokens, str):
+            text, entities = tokens, rec.get("entities")
+        elif isinstance(tokens, list):
+            joined = _join_tokens(tokens, unsegmented)
+            if isinstance(joined, str):
+                raise builder.fail(record, joined)
+            text, starts, ends = joined
+            entities = _token_to_char_offsets(rec.get("entities"), starts, ends, builder, record)
+        else:
+            raise builder.fail(record, f"'tokens' must be a string or a list, got {tokens!r}")
         if text == "" and not rec.get("entities") and not rec.get("relations"):
             builder.report.dropped_empty += 1
             return None
@@ -146,7 +177,7 @@ def read_spert(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
         return builder.sentence(
             sid=f"{split or path.stem}-{record:04d}",
             text=text,
-            entities=rec["entities"],
+            entities=entities,
             relations=rec["relations"],
             record=record,
             start_keys=("start", "strat"),
@@ -157,6 +188,30 @@ def read_spert(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
 
     items = [(i, (lambda i=i, r=r: make(i, r))) for i, r in enumerate(data)]
     return _collect(builder, items, skip_bad), builder.report
+
+
+def _token_to_char_offsets(
+    entities: Any, starts: list[int], ends: list[int], builder: SentenceBuilder, record: int
+) -> Any:
+    """SpERT entities with token offsets -> the same entities with character offsets."""
+    if not isinstance(entities, list):
+        return entities  # the builder names the problem
+    out = []
+    for i, ent in enumerate(entities):
+        if not isinstance(ent, dict):
+            out.append(ent)
+            continue
+        start = next((ent[k] for k in ("start", "strat") if k in ent), None)
+        end = ent.get("end")
+        valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end))
+        if not valid or not 0 <= start < end <= len(starts):  # type: ignore[operator]
+            raise builder.fail(
+                record, f"entity {i} token offsets {start!r}..{end!r} out of range for {len(starts)} tokens"
+            )
+        converted = {k: v for k, v in ent.items() if k not in ("start", "strat", "end")}
+        converted.update(start=starts[start], end=ends[end - 1])  # type: ignore[index]
+        out.append(converted)
+    return out
 
 
 def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:

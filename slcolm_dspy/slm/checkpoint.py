@@ -11,13 +11,14 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.slm.batching import Labels
 from slcolm_dspy.slm.encoders import encoder_from_config
 from slcolm_dspy.slm.model import SpanRelationModel
-from slcolm_dspy.slm.vocab import CharVocab
+from slcolm_dspy.slm.units import UnitVocab
 
-FORMAT = "slcolm-slm/1"
+FORMAT = "slcolm-slm/2"  # /2: units (characters or words), span rules, windows
 CONFIG, VOCAB, WEIGHTS, SUMMARY = "config.json", "vocab.json", "model.safetensors", "training_summary.json"
 
 
 def model_config(model: SpanRelationModel, labels: Labels, settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` carries the span rules, the unit kind and the reading form."""
     return {
         "format": FORMAT,
         "entity_types": list(labels.entity_types),
@@ -29,7 +30,7 @@ def model_config(model: SpanRelationModel, labels: Labels, settings: dict[str, A
     }
 
 
-def save(directory: Path, model: SpanRelationModel, vocab: CharVocab, config: dict[str, Any]) -> None:
+def save(directory: Path, model: SpanRelationModel, vocab: UnitVocab, config: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -50,16 +51,20 @@ def _read_json(path: Path) -> Any:
         raise SlcolmError(f"{path}: unreadable ({exc})") from None
 
 
-def load(directory: Path) -> tuple[SpanRelationModel, CharVocab, Labels, dict[str, Any]]:
+def load(directory: Path) -> tuple[SpanRelationModel, UnitVocab, Labels, dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not directory.is_dir():
         raise SlcolmError(f"no SLM at {directory}: not a directory")
     config = _read_json(directory / CONFIG)
+    if config.get("format") == "slcolm-slm/1":
+        raise SlcolmError(
+            f"{directory}: an SLM of an older format (slcolm-slm/1); retrain it with `slcolm slm train`"
+        )
     if config.get("format") != FORMAT:
         raise SlcolmError(f"{directory / CONFIG}: not an SLM config (format {config.get('format')!r})")
-    vocab = CharVocab.from_json(_read_json(directory / VOCAB))
+    vocab = UnitVocab.from_json(_read_json(directory / VOCAB))
     rows = config["encoder"]["config"]["vocab_size"]
     if rows != len(vocab):
         raise SlcolmError(f"{directory}: vocabulary has {len(vocab)} entries but the encoder has {rows} rows")
@@ -78,6 +83,11 @@ def load(directory: Path) -> tuple[SpanRelationModel, CharVocab, Labels, dict[st
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise SlcolmError(f"{weights}: corrupt weights file ({exc})") from None
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    if broken:
+        raise SlcolmError(
+            f"{weights}: non-finite values (NaN or infinity) in {len(broken)} tensors, e.g. {broken[0]}"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
     if missing or unexpected:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.slm.vocab import CLS, PAD, SEP, UNK, CharVocab, build_vocab, piece_lookup
+from slcolm_dspy.slm.units import CHAR, CLS, PAD, SEP, UNK, UnitVocab, build_unit_vocab
 
 DEFAULT_ENCODER = "e5"
 CACHE_ENV = "SLCOLM_CACHE"
@@ -33,21 +33,62 @@ def e5_dir() -> Path:
 
 class TransformerEncoder(nn.Module):
     """A Hugging Face encoder whose word-embedding table is cut to the rows the vocabulary uses
-    (96M of e5-small's 118M parameters are embeddings; the corpus needs ~3,500 rows)."""
+    (96M of e5-small's 118M parameters are embeddings; a corpus needs a few thousand rows).
+
+    With `freeze_layers` k, the embeddings and the k lowest layers are frozen; for BERT-style
+    models (`embeddings` + `encoder.layer`) the forward pass splits into `lower` (frozen, whose
+    output training caches per sentence) and `upper` (trained)."""
 
     def __init__(self, model: nn.Module, freeze_layers: int = 0) -> None:
         super().__init__()
         self.model = model
         self.hidden_size = int(model.config.hidden_size)
         self.max_length = int(getattr(model.config, "max_position_embeddings", 512))
+        layers = getattr(getattr(model, "encoder", None), "layer", None)
+        self.splittable = hasattr(model, "embeddings") and layers is not None
+        self.freeze_layers = min(freeze_layers, len(layers)) if layers is not None else 0
+        # No dropout on attention probabilities: on CPU it forces the slow attention kernel and its
+        # random masks cost ~20% of a training step (measured, BENCHMARKS.md); hidden-state
+        # dropout stays.
+        for name, module in model.named_modules():
+            if name.endswith("attention.self.dropout") and isinstance(module, nn.Dropout):
+                module.p = 0.0
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("eager")
         if freeze_layers:
-            for param in model.embeddings.parameters():
+            for param in model.get_input_embeddings().parameters():
                 param.requires_grad = False
-            for layer in model.encoder.layer[:freeze_layers]:
-                for param in layer.parameters():
+            if layers is not None:
+                for param in model.embeddings.parameters():
                     param.requires_grad = False
+                for layer in layers[: self.freeze_layers]:
+                    for param in layer.parameters():
+                        param.requires_grad = False
+
+    def _mask(self, states: torch.Tensor, mask: torch.Tensor):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.model.config, inputs_embeds=states, attention_mask=mask)
+
+    def _layers(self, states: torch.Tensor, mask: torch.Tensor, layers) -> torch.Tensor:
+        attention = self._mask(states, mask)
+        for layer in layers:
+            out = layer(states, attention)
+            states = out[0] if isinstance(out, tuple) else out
+        return states
+
+    def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """States after the embeddings and the frozen layers."""
+        states = self.model.embeddings(input_ids=ids)
+        return self._layers(states, mask, self.model.encoder.layer[: self.freeze_layers])
+
+    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The trained layers, from the frozen layers' output."""
+        return self._layers(states, mask, self.model.encoder.layer[self.freeze_layers :])
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.splittable:
+            return self.upper(self.lower(ids, mask), mask)
         return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
 
     def config_dict(self) -> dict[str, Any]:
@@ -63,6 +104,7 @@ class ScratchEncoder(nn.Module):
         super().__init__()
         self.hidden_size = hidden_size
         self.max_length = 100_000
+        self.splittable = False  # nothing is frozen, nothing to cache
         self.embed = nn.Embedding(vocab_size, hidden_size, padding_idx=0)
         self.lstm = nn.LSTM(
             hidden_size, hidden_size // 2, layers, batch_first=True, bidirectional=True, dropout=dropout
@@ -108,11 +150,12 @@ def _cut_embeddings(model: nn.Module, piece_ids: list[int]) -> None:
 
 
 def build_encoder(
-    spec: str, train_texts: list[str], *, freeze_layers: int = 0
-) -> tuple[nn.Module, CharVocab]:
-    """`e5` (default), `scratch`, or a path to a local Hugging Face checkpoint."""
+    spec: str, train_texts: list[str], *, unit: str = CHAR, freeze_layers: int = 0
+) -> tuple[nn.Module, UnitVocab]:
+    """`e5` (default), `scratch`, or a path to a local Hugging Face checkpoint; the vocabulary
+    for `train_texts` read in `unit`s (characters or words)."""
     if spec == "scratch":
-        vocab = build_vocab(train_texts)
+        vocab = build_unit_vocab(train_texts, unit)
         return ScratchEncoder(len(vocab)), vocab
     path = e5_dir() if spec == DEFAULT_ENCODER else Path(spec)
     model, tokenizer = _load_pretrained(path)
@@ -124,7 +167,7 @@ def build_encoder(
     }
     if any(v is None for v in specials.values()):
         raise SlcolmError(f"encoder {path}: tokenizer lacks pad/unk/cls/sep tokens")
-    vocab = build_vocab(train_texts, piece_lookup(tokenizer), specials)
+    vocab = build_unit_vocab(train_texts, unit, tokenizer, specials)
     _cut_embeddings(model, vocab.piece_ids or [])
     return TransformerEncoder(model, freeze_layers), vocab
 

@@ -1,8 +1,15 @@
-"""Run a trained span model: records in, records with scored entities and relations out."""
+"""Run a trained span model: records in, records with scored entities and relations out.
+
+Texts of any length: a text longer than the encoder's positions is read in overlapping windows
+(`batching.windows`); span and pair work is done in chunks, so memory grows with the text, not
+with its square. Where the CPU has bf16 units (AMX / AVX-512 BF16) inference runs under bf16
+autocast (`precision="auto"`); `precision="fp32"` turns it off.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +18,25 @@ import torch
 
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.slm import checkpoint
-from slcolm_dspy.slm.batching import Labels, collate, encode_for_inference
-from slcolm_dspy.slm.model import SpanRelationModel
-from slcolm_dspy.slm.vocab import CharVocab
+from slcolm_dspy.slm.batching import Batch, Encoded, Labels, SpanRules, collate, encode_for_inference
+from slcolm_dspy.slm.model import CHUNK, RangeMax, SpanRelationModel
+from slcolm_dspy.slm.units import UnitVocab
 
-CHAR_BUDGET = 1600  # characters per inference batch (about 32 sentences of median length)
+TOKEN_BUDGET = 2048  # tokens per inference batch (about 55 ChisRE sentences of median length)
+
+
+def bf16_supported() -> bool:
+    """bf16 matrix units on this CPU (AMX or AVX-512 BF16); elsewhere bf16 is emulated and slow."""
+    cpu = torch.cpu
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
+
+
+def autocast_context(precision: str):
+    """bf16 autocast for `bf16`, and for `auto` where the CPU supports it; fp32 otherwise."""
+    if precision == "bf16" or (precision == "auto" and bf16_supported()):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -32,97 +53,194 @@ class PairScores:
 class Representations:
     """Vectors for demonstration retrieval: one per sentence, one per predicted entity pair."""
 
-    sentences: np.ndarray  # (n sentences, H): mean of the character states
+    sentences: np.ndarray  # (n sentences, H): mean of the token states
     pairs: list[tuple[int, int, int]]  # (sentence index, head entity, tail entity) of predictions
     pair_vectors: np.ndarray  # (n pairs, D)
+
+
+@dataclass
+class _Scored:
+    """One batch's raw output: kept entity spans per sentence, their pairs and probabilities."""
+
+    items: list[Encoded]
+    batch: Batch
+    hidden: torch.Tensor
+    by_sentence: dict[int, list[int]]
+    conf: torch.Tensor
+    label: torch.Tensor
+    pairs: list[tuple[int, int]]
+    pair_vecs: torch.Tensor | None
+    rel_probs: np.ndarray
 
 
 class SpanExtractor:
     def __init__(
         self,
         model: SpanRelationModel,
-        vocab: CharVocab,
+        vocab: UnitVocab,
         labels: Labels,
+        rules: SpanRules,
         *,
         relation_threshold: float = 0.4,
+        relation_thresholds: Mapping[str, float] | None = None,
         entity_threshold: float = 0.0,
-        batch_size: int = 32,
+        batch_size: int = 64,
         overlapping: bool = False,
         text_form: str | None = None,
+        precision: str = "auto",
     ) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.labels = labels
+        self.rules = rules
         self.relation_threshold = relation_threshold
+        self.relation_thresholds = dict(relation_thresholds or {})
         self.entity_threshold = entity_threshold
         self.batch_size = batch_size
         self.overlapping = overlapping
         self.text_form = text_form
+        self.precision = precision
 
     @classmethod
-    def load(cls, directory: Path, **overrides: float) -> SpanExtractor:
+    def load(cls, directory: Path, **overrides: float | str | None) -> SpanExtractor:
         model, vocab, labels, config = checkpoint.load(directory)
         settings: dict = {
             "relation_threshold": config.get("relation_threshold", 0.4),
+            "relation_thresholds": config.get("relation_thresholds"),
             "text_form": config.get("text_form"),
         }
+        if overrides.get("relation_threshold") is not None:
+            settings["relation_thresholds"] = None  # an explicit threshold applies to every type
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(model, vocab, labels, **settings)
+        return cls(model, vocab, labels, SpanRules.from_json(config["span_rules"]), **settings)
+
+    def thresholds(self, threshold: float | None = None) -> np.ndarray:
+        """The relation threshold of each type, in label order (`threshold` overrides them all)."""
+        if threshold is not None:
+            return np.full(len(self.labels.relation_types), threshold, dtype=np.float32)
+        return np.array(
+            [self.relation_thresholds.get(t, self.relation_threshold) for t in self.labels.relation_types],
+            dtype=np.float32,
+        )
 
     def _batches(self, records: Sequence[Sentence]) -> Iterator[tuple[int, list[Sentence]]]:
-        """Consecutive chunks of at most `batch_size` sentences and `CHAR_BUDGET` characters: the
-        span and pair tensors grow with length, so long sentences go in smaller batches."""
+        """Consecutive chunks of at most `batch_size` sentences and about `TOKEN_BUDGET` tokens
+        (characters stand in for tokens): span and pair tensors grow with length."""
         lo = 0
         while lo < len(records):
-            hi, chars = lo, 0
+            hi, size = lo, 0
             while hi < len(records) and hi - lo < self.batch_size:
-                chars += len(records[hi].text)
-                if hi > lo and chars > CHAR_BUDGET:
+                size += len(records[hi].text)
+                if hi > lo and size > TOKEN_BUDGET:
                     break
                 hi += 1
             yield lo, list(records[lo:hi])
             lo = hi
 
     @torch.no_grad()
-    def _run(self, chunk: list[Sentence]):
+    def _run(self, chunk: list[Sentence], keep_pair_vectors: bool = False) -> _Scored:
         model = self.model
-        max_tokens = model.encoder.max_length
-        items = [
-            encode_for_inference(s, self.vocab, model.max_span, max_tokens, self.text_form) for s in chunk
-        ]
-        batch = collate(items, len(self.labels.relation_types), with_labels=False)
-        hidden = model.encoder(batch.ids, batch.mask)
-        span_vecs = model.span_vectors(hidden, batch.spans)
-        probs = model.entity_logits(hidden, batch.spans, span_vecs).softmax(-1)
-        conf, label = probs.max(-1)
-        keep = ((label > 0) & (conf >= self.entity_threshold)).nonzero().squeeze(1)
-        by_sentence: dict[int, list[int]] = {}
-        for idx in keep.tolist():
-            by_sentence.setdefault(int(batch.spans[idx, 0]), []).append(idx)
-        if not self.overlapping:
-            by_sentence = {
-                b: self._without_overlaps(idxs, batch.spans, conf) for b, idxs in by_sentence.items()
-            }
-        pairs = [(a, b) for idxs in by_sentence.values() for a in idxs for b in idxs if a != b]
-        pair_tensor = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
-        pair_types = label[pair_tensor] if pairs else torch.zeros(0, 2, dtype=torch.long)
-        pair_vecs = model.pair_vectors(hidden, batch.spans, span_vecs, pair_tensor, pair_types)
-        rel_probs = torch.sigmoid(model.relation_head(pair_vecs))
-        return batch, hidden, by_sentence, conf, label, pairs, pair_vecs, rel_probs
+        items = [encode_for_inference(s, self.vocab, self.rules, self.text_form) for s in chunk]
+        batch = collate(
+            items, self.vocab, len(self.labels.relation_types), model.encoder.max_length, with_labels=False
+        )
+        with autocast_context(self.precision):
+            hidden = model.text_states(batch)
+            pool = RangeMax(hidden)
+            conf_parts, label_parts, kept_vecs = [], [], {}
+            for lo in range(0, batch.spans.shape[0], CHUNK):
+                spans = batch.spans[lo : lo + CHUNK]
+                vecs = model.span_vectors(pool, spans, batch.widths[lo : lo + CHUNK])
+                probs = model.entity_logits(hidden, spans, vecs).float().softmax(-1)
+                conf, label = probs.max(-1)
+                conf_parts.append(conf)
+                label_parts.append(label)
+                for i in ((label > 0) & (conf >= self.entity_threshold)).nonzero().squeeze(1).tolist():
+                    kept_vecs[lo + i] = vecs[i]
+            conf = torch.cat(conf_parts) if conf_parts else torch.zeros(0)
+            label = torch.cat(label_parts) if label_parts else torch.zeros(0, dtype=torch.long)
+            span_list = {i: batch.spans[i].tolist() for i in kept_vecs}
+            confidence = {i: float(conf[i]) for i in kept_vecs}
+            by_sentence: dict[int, list[int]] = {}
+            for idx in kept_vecs:
+                by_sentence.setdefault(span_list[idx][0], []).append(idx)
+            if not self.overlapping:
+                by_sentence = {
+                    b: self._without_overlaps(idxs, span_list, confidence) for b, idxs in by_sentence.items()
+                }
+            reach = model.encoder.max_length - 2  # pairs farther apart than one window are not scored
+            pairs = [
+                (a, b)
+                for idxs in by_sentence.values()
+                for a in idxs
+                for b in idxs
+                if a != b
+                and max(span_list[a][2], span_list[b][2]) - min(span_list[a][1], span_list[b][1]) <= reach
+            ]
+            prob_parts, vec_parts = [], []
+            for lo in range(0, len(pairs), CHUNK):
+                part = pairs[lo : lo + CHUNK]
+                index = torch.tensor(part, dtype=torch.long)
+                span_vecs = torch.stack([kept_vecs[i] for pair in part for i in pair]).reshape(
+                    len(part), 2, -1
+                )
+                # pair_vectors reads span vectors by index: give it this chunk's spans only
+                local_spans = batch.spans[index.reshape(-1)]
+                local_pairs = torch.arange(2 * len(part)).reshape(-1, 2)
+                vecs = model.pair_vectors(
+                    pool, local_spans, span_vecs.reshape(2 * len(part), -1), local_pairs, label[index]
+                )
+                prob_parts.append(torch.sigmoid(model.relation_head(vecs).float()).numpy())
+                if keep_pair_vectors:
+                    vec_parts.append(vecs.float())
+        n_types = len(self.labels.relation_types)
+        rel_probs = np.concatenate(prob_parts) if prob_parts else np.zeros((0, n_types), dtype=np.float32)
+        pair_vecs = torch.cat(vec_parts) if vec_parts else None
+        return _Scored(items, batch, hidden, by_sentence, conf, label, pairs, pair_vecs, rel_probs)
 
     @staticmethod
-    def _without_overlaps(idxs: list[int], spans: torch.Tensor, conf: torch.Tensor) -> list[int]:
+    def _without_overlaps(
+        idxs: list[int], spans: Mapping[int, list[int]], conf: Mapping[int, float]
+    ) -> list[int]:
         """Greedy by confidence: a span overlapping a more confident kept span is dropped
         (overlapping gold mentions are rare: 17 pairs in the ChisRE train split)."""
         kept: list[int] = []
-        for idx in sorted(idxs, key=lambda i: -float(conf[i])):
-            start, end = int(spans[idx, 1]), int(spans[idx, 2])
-            if all(end <= int(spans[k, 1]) or start >= int(spans[k, 2]) for k in kept):
+        for idx in sorted(idxs, key=lambda i: -conf[i]):
+            _, start, end = spans[idx]
+            if all(end <= spans[k][1] or start >= spans[k][2] for k in kept):
                 kept.append(idx)
         return kept
 
     def predict(self, records: Sequence[Sentence]) -> list[Sentence]:
         return [sentence for sentence, _ in self.predict_with_pair_scores(records)]
+
+    def _entities(
+        self, chunk: list[Sentence], scored: _Scored
+    ) -> tuple[dict[int, list[Entity]], dict[int, int]]:
+        """Predicted entities per sentence, in text order, and each kept span's entity index."""
+        batch = scored.batch
+        entity_index: dict[int, int] = {}
+        entities: dict[int, list[Entity]] = {b: [] for b in range(len(chunk))}
+        for b, idxs in scored.by_sentence.items():
+            token_to_char = {}
+            text = scored.items[b].text
+            for (cs, ce), (ts, te) in zip(text.units, text.unit_tokens, strict=True):
+                token_to_char[ts + 1] = cs  # first token of a unit -> its first character
+                token_to_char[-(te + 1)] = ce  # end token of a unit -> its end character
+            for idx in sorted(idxs, key=lambda i: (int(batch.spans[i, 1]), int(batch.spans[i, 2]))):
+                start = token_to_char[int(batch.spans[idx, 1])]
+                end = token_to_char[-int(batch.spans[idx, 2])]
+                entity_index[idx] = len(entities[b])
+                entities[b].append(
+                    Entity(
+                        self.labels.entity_types[int(scored.label[idx]) - 1],
+                        chunk[b].text[start:end],
+                        start,
+                        end,
+                        round(float(scored.conf[idx]), 4),
+                    )
+                )
+        return entities, entity_index
 
     def predict_with_pair_scores(
         self, records: Sequence[Sentence]
@@ -134,32 +252,19 @@ class SpanExtractor:
         their input order."""
         by_length = sorted(range(len(records)), key=lambda i: len(records[i].text))
         ordered = [records[i] for i in by_length]
+        thresholds = self.thresholds()
         out: list[tuple[Sentence, list[PairScores]]] = []
         for _, chunk in self._batches(ordered):
-            batch, _, by_sentence, conf, label, pairs, _, rel_probs = self._run(chunk)
-            entity_index: dict[int, int] = {}
-            entities: dict[int, list[Entity]] = {b: [] for b in range(len(chunk))}
-            for b, idxs in by_sentence.items():
-                for idx in sorted(idxs, key=lambda i: (int(batch.spans[i, 1]), int(batch.spans[i, 2]))):
-                    start, end = int(batch.spans[idx, 1]) - 1, int(batch.spans[idx, 2]) - 1
-                    entity_index[idx] = len(entities[b])
-                    entities[b].append(
-                        Entity(
-                            self.labels.entity_types[int(label[idx]) - 1],
-                            chunk[b].text[start:end],
-                            start,
-                            end,
-                            round(float(conf[idx]), 4),
-                        )
-                    )
+            scored = self._run(chunk)
+            entities, entity_index = self._entities(chunk, scored)
             relations: dict[int, list[Relation]] = {b: [] for b in range(len(chunk))}
             scores: dict[int, list[PairScores]] = {b: [] for b in range(len(chunk))}
-            probs = rel_probs.numpy()
-            for row, (a, b_) in enumerate(pairs):
-                sentence = int(batch.spans[a, 0])
+            probs = scored.rel_probs
+            for row, (a, b_) in enumerate(scored.pairs):
+                sentence = int(scored.batch.spans[a, 0])
                 head, tail = entity_index[a], entity_index[b_]
                 scores[sentence].append(PairScores(head, tail, probs[row]))
-                for rel_type in (probs[row] > self.relation_threshold).nonzero()[0]:
+                for rel_type in (probs[row] > thresholds).nonzero()[0]:
                     relations[sentence].append(
                         Relation(
                             self.labels.relation_types[rel_type],
@@ -177,15 +282,23 @@ class SpanExtractor:
         return restored
 
     def with_threshold(
-        self, predicted: Sequence[tuple[Sentence, list[PairScores]]], threshold: float
+        self,
+        predicted: Sequence[tuple[Sentence, list[PairScores]]],
+        threshold: float | np.ndarray | None = None,
     ) -> list[Sentence]:
-        """The same predictions with relations re-read from the pair scores at another threshold."""
+        """The same predictions with relations re-read from the pair scores at another threshold
+        (one for every type, or one per type in label order; None: the model's own)."""
+        cut = (
+            self.thresholds()
+            if threshold is None
+            else np.broadcast_to(np.asarray(threshold, dtype=np.float32), (len(self.labels.relation_types),))
+        )
         out = []
         for sentence, pairs in predicted:
             relations = [
                 Relation(self.labels.relation_types[t], p.head, p.tail, round(float(p.probabilities[t]), 4))
                 for p in pairs
-                for t in (p.probabilities > threshold).nonzero()[0]
+                for t in (p.probabilities > cut).nonzero()[0]
             ]
             relations.sort(key=lambda r: (r.head, r.tail, -(r.probability or 0)))
             out.append(sentence.with_predictions(sentence.entities, relations))
@@ -194,17 +307,19 @@ class SpanExtractor:
     def representations(self, records: Sequence[Sentence]) -> Representations:
         sentence_vecs, pair_rows, pair_vecs = [], [], []
         for lo, chunk in self._batches(records):
-            batch, hidden, by_sentence, _, _, pairs, vecs, _ = self._run(chunk)
-            mask = batch.mask.unsqueeze(-1).float()
-            sentence_vecs.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+            scored = self._run(chunk, keep_pair_vectors=True)
+            mask = scored.batch.mask.unsqueeze(-1).float()
+            sentence_vecs.append(((scored.hidden.float() * mask).sum(1) / mask.sum(1)).numpy())
+            spans = scored.batch.spans
             order = {
-                b: sorted(idxs, key=lambda i: (int(batch.spans[i, 1]), int(batch.spans[i, 2])))
-                for b, idxs in by_sentence.items()
+                b: sorted(idxs, key=lambda i: (int(spans[i, 1]), int(spans[i, 2])))
+                for b, idxs in scored.by_sentence.items()
             }
-            for a, b_ in pairs:
-                sentence = int(batch.spans[a, 0])
+            for a, b_ in scored.pairs:
+                sentence = int(spans[a, 0])
                 pair_rows.append((lo + sentence, order[sentence].index(a), order[sentence].index(b_)))
-            pair_vecs.append(vecs.numpy())
+            if scored.pair_vecs is not None:
+                pair_vecs.append(scored.pair_vecs.numpy())
         dim = pair_vecs[0].shape[1] if pair_vecs else 0
         return Representations(
             np.concatenate(sentence_vecs) if sentence_vecs else np.zeros((0, 0)),

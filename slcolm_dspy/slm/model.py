@@ -1,64 +1,55 @@
 """The span-based joint entity and relation model (the SpERT family).
 
-Every span up to `max_span` characters is classified (an entity type or none) from the max-pooled
-encoder states of its characters, a span-width embedding and the sentence vector. Every ordered
-pair of entity spans is classified multi-label (one sigmoid per relation type) from both spans'
-representations, their type embeddings and the max-pooled context between them.
+Every candidate span (a range of units, see `batching`) is classified (an entity type or none)
+from the max-pooled encoder states of its tokens, a span-width embedding (in units) and the
+sentence vector. Every ordered pair of entity spans is classified multi-label (one sigmoid per
+relation type) from both spans' representations, their type embeddings and the max-pooled
+context between them.
+
+Max pooling over ranges uses a sparse table (maxima of every window of 2^k positions), so a
+range of any length costs two lookups and no (ranges x length x hidden) tensor is built: memory
+stays linear in the text length, for sentences and whole documents alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-PAIR_CHUNK = 1024  # pairs whose context is pooled at once (bounds memory on long sentences)
+from slcolm_dspy.slm.batching import Batch
+
+CHUNK = 4096  # spans or pairs whose vectors are built at once at inference (bounds memory)
 
 
-@dataclass
-class Batch:
-    ids: torch.Tensor  # (B, T) token rows; token t+1 is character t
-    mask: torch.Tensor  # (B, T)
-    spans: torch.Tensor  # (N, 3): sentence, first token, end token (exclusive)
-    pairs: torch.Tensor  # (R, 2): indices into spans (head, tail)
-    pair_types: torch.Tensor  # (R, 2): entity type ids of head and tail (0 = none)
-    span_labels: torch.Tensor | None = None  # (N,) entity type ids, 0 = none
-    pair_labels: torch.Tensor | None = None  # (R, relation types) multi-hot
+class RangeMax:
+    """Max over hidden[b, start:end] for many ranges; zeros for empty ranges."""
 
+    def __init__(self, hidden: torch.Tensor) -> None:
+        self.levels = [hidden]  # levels[k][b, i] = max(hidden[b, i : i + 2^k])
 
-def span_max_pool(hidden: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
-    """Max over hidden[b, start:end] for each span, by growing windows one length at a time:
-    O(T * max length) work and no (spans x T x H) tensor."""
-    lengths = spans[:, 2] - spans[:, 1]
-    out = hidden.new_zeros(spans.shape[0], hidden.shape[-1])
-    if spans.shape[0] == 0:
+    def _level(self, k: int) -> torch.Tensor:
+        while len(self.levels) <= k:
+            prev, step = self.levels[-1], 1 << (len(self.levels) - 1)
+            self.levels.append(torch.maximum(prev[:, :-step], prev[:, step:]))
+        return self.levels[k]
+
+    def __call__(self, sentence: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+        hidden = self.levels[0]
+        out = hidden.new_zeros(sentence.shape[0], hidden.shape[-1])
+        length = end - start
+        valid = length > 0
+        if not bool(valid.any()):
+            return out
+        k_of = torch.zeros_like(length)
+        k_of[valid] = torch.floor(torch.log2(length[valid].float())).long()
+        for k in torch.unique(k_of[valid]).tolist():
+            chosen = (valid & (k_of == k)).nonzero().squeeze(1)
+            level = self._level(k)
+            b, s, e = sentence[chosen], start[chosen], end[chosen]
+            out[chosen] = torch.maximum(level[b, s], level[b, e - (1 << k)])
         return out
-    window = hidden
-    for length in range(1, int(lengths.max()) + 1):
-        if length > 1:
-            window = torch.maximum(window[:, :-1], hidden[:, length - 1 :])
-        chosen = (lengths == length).nonzero().squeeze(1)
-        if chosen.numel():
-            out[chosen] = window[spans[chosen, 0], spans[chosen, 1]]
-    return out
-
-
-def range_max_pool(
-    hidden: torch.Tensor, sentence: torch.Tensor, start: torch.Tensor, end: torch.Tensor
-) -> torch.Tensor:
-    """Max over hidden[sentence, start:end] for arbitrary ranges; zeros for empty ones."""
-    positions = torch.arange(hidden.shape[1], device=hidden.device)
-    parts = []
-    for lo in range(0, sentence.shape[0], PAIR_CHUNK):
-        sl = slice(lo, lo + PAIR_CHUNK)
-        inside = (positions[None, :] >= start[sl, None]) & (positions[None, :] < end[sl, None])
-        states = hidden[sentence[sl]].masked_fill(~inside[..., None], -1e4)
-        pooled = states.max(dim=1).values
-        parts.append(torch.where(inside.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled)))
-    if not parts:
-        return hidden.new_zeros(0, hidden.shape[-1])
-    return torch.cat(parts)
 
 
 class SpanRelationModel(nn.Module):
@@ -93,9 +84,19 @@ class SpanRelationModel(nn.Module):
             nn.Linear(hidden, n_relation_types),
         )
 
-    def span_vectors(self, hidden: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
-        widths = (spans[:, 2] - spans[:, 1]).clamp(max=self.width.num_embeddings - 1)
-        return torch.cat([span_max_pool(hidden, spans), self.width(widths)], dim=-1)
+    def text_states(self, batch: Batch, lower: Callable[[Batch], torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, L, H) states of every text position (0: [CLS]), stitched from the windows.
+        `lower` supplies the states after the frozen lower layers (cached in training)."""
+        if lower is None:
+            rows = self.encoder(batch.rows, batch.row_mask)
+        else:
+            rows = self.encoder.upper(lower(batch), batch.row_mask)
+        flat = rows.reshape(-1, rows.shape[-1])
+        return flat[batch.gather] * batch.mask.unsqueeze(-1).to(rows.dtype)
+
+    def span_vectors(self, pool: RangeMax, spans: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+        widths = widths.clamp(max=self.width.num_embeddings - 1)
+        return torch.cat([pool(spans[:, 0], spans[:, 1], spans[:, 2]), self.width(widths)], dim=-1)
 
     def entity_logits(
         self, hidden: torch.Tensor, spans: torch.Tensor, span_vecs: torch.Tensor
@@ -105,17 +106,17 @@ class SpanRelationModel(nn.Module):
 
     def pair_vectors(
         self,
-        hidden: torch.Tensor,
+        pool: RangeMax,
         spans: torch.Tensor,
         span_vecs: torch.Tensor,
         pairs: torch.Tensor,
         pair_types: torch.Tensor,
     ) -> torch.Tensor:
         head, tail = spans[pairs[:, 0]], spans[pairs[:, 1]]
-        # context: the characters strictly between the two spans, whichever comes first
+        # context: the tokens strictly between the two spans, whichever comes first
         start = torch.minimum(head[:, 2], tail[:, 2])
         end = torch.maximum(head[:, 1], tail[:, 1])
-        context = range_max_pool(hidden, head[:, 0], start, end)
+        context = pool(head[:, 0], start, end)
         return torch.cat(
             [
                 span_vecs[pairs[:, 0]],
@@ -127,10 +128,15 @@ class SpanRelationModel(nn.Module):
             dim=-1,
         )
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, batch: Batch, lower: Callable[[Batch], torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Entity logits for every span and relation logits for every pair."""
-        hidden = self.encoder(batch.ids, batch.mask)
-        span_vecs = self.span_vectors(hidden, batch.spans)
+        return self.heads(batch, self.text_states(batch, lower))
+
+    def heads(self, batch: Batch, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pool = RangeMax(hidden)
+        span_vecs = self.span_vectors(pool, batch.spans, batch.widths)
         entity = self.entity_logits(hidden, batch.spans, span_vecs)
-        pair_vecs = self.pair_vectors(hidden, batch.spans, span_vecs, batch.pairs, batch.pair_types)
+        pair_vecs = self.pair_vectors(pool, batch.spans, span_vecs, batch.pairs, batch.pair_types)
         return entity, self.relation_head(pair_vecs)

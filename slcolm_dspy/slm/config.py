@@ -1,0 +1,44 @@
+"""Training settings of the SLM (no torch import: the CLI reads the defaults cheaply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    encoder: str = "e5"
+    # The default schedule fits the 20-minute budget on 2 cores for ChisRE (3,208 sentences) with
+    # ten epochs of full fine-tuning, as the best measured run (BENCHMARKS.md, "SLM"): freezing
+    # and caching 8 lower layers (--freeze-layers 8) is 2x faster but lost 10 dev points.
+    epochs: int = 10
+    max_minutes: float = 60.0  # a guard, not the schedule
+    batch_size: int = 16
+    lr_encoder: float = 2e-4
+    lr_heads: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    freeze_layers: int = 0
+    units: str = "auto"  # char | word | auto (the schema's language, else detected from the data)
+    span_percentile: float = 99.5  # maximum span width: this percentile of train entity widths
+    # Negative spans per sentence (0: all). All of them swamp the few positives and the model
+    # predicts no entity for epochs; overlap resolution at inference removes most of the false
+    # positives that sampling leaves.
+    neg_spans: int = 100
+    neg_pairs: int = 100
+    text_form: str | None = None  # read this variant of the text (e.g. "simplified"); None: the text
+    # Class-balanced relation loss: positives of type t weigh (median count / count_t) ** balance
+    # (at least 1), so rare types are not drowned by frequent ones. 0 turns it off.
+    relation_balance: float = 0.0
+    relation_threshold: float = 0.4  # starting value; the final one is chosen on dev
+    threshold_grid: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)
+    per_type_thresholds: bool = True  # offered on dev (cross-fitted), kept only where it helps
+    threshold_shrinkage: float = 10.0  # pseudo-count pulling a type's threshold toward the global one
+    # Inference and the frozen layers: bf16 autocast where the CPU has bf16 units (auto) | bf16 |
+    # fp32. The trained layers always run in fp32.
+    precision: str = "auto"
+    dropout: float = 0.1
+    patience: int = 0  # epochs without dev improvement before stopping (0: run the whole schedule)
+    seed: int = 13
+    threads: int | None = None  # None: every core
+    profile: bool = True  # time every phase of every step (summary["profile"])
