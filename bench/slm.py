@@ -33,6 +33,13 @@ def pct(x: float) -> float:
 
 
 def peak_rss_mb() -> int:
+    """This process's peak RSS. VmHWM belongs to the process's own memory map, which exec
+    replaces; ru_maxrss survives fork + exec, so a child would report its parent's peak."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
