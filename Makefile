@@ -7,13 +7,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # torch first, so nothing else can pull a (multi-GB) CUDA build; the CPU wheel is what we pin.
 TORCH := torch==2.13.0
-# Corpus: $SLCOLM_DATA, else the workplace's shared copy, else data/chisre (fetched on demand).
-DATA ?= $(or $(SLCOLM_DATA),$(wildcard ../shared/data/chisre),data/chisre)
+# The task schema (a name in signatures/ or a .toml path): `make run SCHEMA=conll04 DATA=...`.
+SCHEMA ?= chisre
+SCHEMA_NAME := $(basename $(notdir $(SCHEMA)))
+# Corpus: $SLCOLM_DATA, else the workplace's shared copy, else data/<schema> (fetched on demand).
+DATA ?= $(or $(SLCOLM_DATA),$(wildcard ../shared/data/$(SCHEMA_NAME)),data/$(SCHEMA_NAME))
 # Converted encoders and other derived files live here (git-ignored), never in the repository.
 export SLCOLM_CACHE ?= $(CURDIR)/.cache/slcolm
-SLM := runs/slm
+# ChisRE keeps the historical paths; another schema gets its own.
+SUFFIX := $(if $(filter chisre,$(SCHEMA_NAME)),,-$(SCHEMA_NAME))
+SLM := runs/slm$(SUFFIX)
 # The compiled program: the LLM stage tuned on dev for the local LLM (override LM=..., PRESET=api).
-PROGRAM := programs/default
+PROGRAM := programs/default$(SUFFIX)
 LM ?= local
 PRESET ?= local
 
@@ -32,15 +37,15 @@ setup: $(STAMP)
 # A finished training writes its summary last; an interrupted one is started again. A new SLM
 # means new hints, so the program is compiled again; the test evaluation reuses its stored run.
 $(SLM)/training_summary.json: | $(STAMP)
-	@test -f $(DATA)/train.json || $(BIN)/slcolm data fetch chisre --data $(DATA)
-	$(BIN)/slcolm slm train --data $(DATA) --out $(SLM)
+	@test -n "$$(ls -A $(DATA) 2>/dev/null)" || $(BIN)/slcolm data fetch $(SCHEMA) --data $(DATA)
+	$(BIN)/slcolm slm train --schema $(SCHEMA) --data $(DATA) --out $(SLM)
 
 $(PROGRAM)/manifest.json: $(SLM)/training_summary.json
-	$(BIN)/slcolm compile --lm $(LM) --preset $(PRESET) --slm $(SLM) --out $(PROGRAM) --data $(DATA)
+	$(BIN)/slcolm compile --schema $(SCHEMA) --lm $(LM) --preset $(PRESET) --slm $(SLM) --out $(PROGRAM) --data $(DATA)
 
 run: setup
-	@test -f $(DATA)/train.json || $(BIN)/slcolm data fetch chisre --data $(DATA)
-	$(BIN)/slcolm data stats --data $(DATA)
+	@test -n "$$(ls -A $(DATA) 2>/dev/null)" || $(BIN)/slcolm data fetch $(SCHEMA) --data $(DATA)
+	$(BIN)/slcolm data stats --schema $(SCHEMA) --data $(DATA)
 	@if [ -f $(DATA)/replay/test401_gold.jsonl ]; then \
 		$(BIN)/slcolm replay --data $(DATA); \
 	else echo "no replay pack in $(DATA)/replay: skipping the replay"; fi

@@ -158,11 +158,11 @@ class PositionBiasedLM:
         ]
 
 
-def test_rotations_cancel_position_bias():
+def test_rotations_cancel_position_bias(schema):
     lm = PositionBiasedLM()
-    once = score_options(lm, "选", "句", ["甲", "乙", "丙"], count=1)
+    once = score_options(lm, schema.prompts, "选", "句", ["甲", "乙", "丙"], count=1)
     assert once.argmax() == 0 and once[0] == pytest.approx(0.6)
-    spread = score_options(lm, "选", "句", ["甲", "乙", "丙"], count=3)
+    spread = score_options(lm, schema.prompts, "选", "句", ["甲", "乙", "丙"], count=3)
     assert np.allclose(spread, 1 / 3)
     assert rotations(4, 2) == [[0, 1, 2, 3], [2, 3, 0, 1]]
     assert letter_probabilities({"content": []}, 3) is None  # no log-probabilities: fall back

@@ -36,8 +36,8 @@ def triggers(
     train_records, _ = load_split(data_dir, "train", schema)
     dev_records, _ = load_split(data_dir, "dev", schema)
     settings = TriggerSettings(per_type=per_type, min_lift=min_lift, min_precision=min_precision)
-    lexicon = mine_triggers(train_records, schema.relation_types, settings)
-    measured = {"dev": coverage(dev_records, lexicon)}
+    lexicon = mine_triggers(train_records, schema.relation_types, settings, words=schema.spaced)
+    measured = {"dev": coverage(dev_records, lexicon, words=schema.spaced)}
     command = (
         f"slcolm schema triggers --out {out.name} --per-type {per_type}"
         f" --min-lift {min_lift} --min-precision {min_precision}"

@@ -67,7 +67,10 @@ def train(
         int,
         typer.Option(min=0, help="Freeze embeddings and this many lower layers (their output is cached)."),
     ] = DEFAULTS.freeze_layers,
-    lr_encoder: float = DEFAULTS.lr_encoder,
+    lr_encoder: Annotated[
+        float | None,
+        typer.Option(help="Encoder learning rate (default: 2e-4 for characters, 5e-5 for words)."),
+    ] = DEFAULTS.lr_encoder,
     lr_heads: float = DEFAULTS.lr_heads,
     relation_balance: Annotated[
         float, typer.Option(min=0.0, help="Class-balanced relation loss exponent (0: off).")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.prompts import PromptTemplate, resolve_prompts
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,20 @@ class Schema:
     triggers: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # every word of the prompts that is not data (signatures/prompts/, the schema's [prompts])
+    prompts: PromptTemplate = field(default_factory=lambda: resolve_prompts(None, None), repr=False)
 
     @property
     def language(self) -> str | None:
         """The corpus language's ISO 639 code (`[schema] language`), if the schema names one."""
         return self.raw.get("schema", {}).get("language")
+
+    @property
+    def spaced(self) -> bool:
+        """Whether the language writes spaces between words (word units, word triggers)."""
+        from slcolm_dspy.core.language import is_unsegmented_language
+
+        return is_unsegmented_language(self.language) is False
 
     @property
     def primary_protocol(self) -> str:
@@ -79,13 +89,35 @@ class Schema:
         return self.aliases.get(name, name)
 
     def entity_code(self, name: str) -> str | None:
-        """The type code for a code or display name (`PER` or `人物`), None if unknown."""
+        """The type code for a code or display name (`PER` or `人物`), None if unknown.
+
+        Exact names first; then case, surrounding space and inner spacing are ignored, since
+        LLMs write "Organization" or "organisation " where the schema says "organization"."""
         if name in self.entity_names:
             return name
         for code, display in self.entity_names.items():
             if display == name:
                 return code
-        return None
+        return self._loose_entity_names.get(_loose(name))
+
+    @property
+    def _loose_entity_names(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for code, display in self.entity_names.items():
+            out.setdefault(_loose(code), code)
+            out.setdefault(_loose(display), code)
+        return out
+
+    def relation_code(self, name: str) -> str | None:
+        """The inventory type a (normalised) relation name means, ignoring case and spacing."""
+        if name in self.relation_types:
+            return name
+        loose = {_loose(t): t for t in self.relation_types}
+        return loose.get(_loose(name))
+
+
+def _loose(name: str) -> str:
+    return "".join(name.split()).replace("_", "").replace("-", "").casefold()
 
 
 def _read_companion(source: str, name: str) -> dict[str, Any]:
@@ -187,4 +219,5 @@ def _build(raw: dict[str, Any], source: str) -> Schema:
         triggers={t: list(g) for t, g in triggers.items() if t in types},
         source=source,
         raw=raw,
+        prompts=resolve_prompts(raw["schema"].get("language"), raw.get("prompts"), source),
     )

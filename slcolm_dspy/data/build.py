@@ -42,6 +42,7 @@ class SentenceBuilder:
         if not isinstance(raw, str) or not raw.strip():
             raise self.fail(record, f"relation type must be a non-empty string, got {raw!r}")
         name = self.schema.normalise_relation(raw)
+        name = self.schema.relation_code(name) or name
         if name in self.label_fixes:
             self.report.label_fixes[name] += 1
             name = self.label_fixes[name]
@@ -102,7 +103,8 @@ class SentenceBuilder:
                     record, f"{where} span {span!r} does not match text[{start}:{end}] = {actual!r}"
                 )
         return Entity(
-            type=self.entity_type(raw["type"], record),
+            # null: an entity the LLM named only inside a triple (predictions keep it untyped)
+            type=None if raw["type"] is None else self.entity_type(raw["type"], record),
             text=actual,
             start=start,
             end=end,

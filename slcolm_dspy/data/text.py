@@ -2,7 +2,9 @@
 
 Classical Chinese sentences in the corpus run across commas and semicolons, so only 。！？ (and
 their ASCII forms, and line breaks) end a sentence; closing quotes and brackets that follow the
-mark stay with it. Offsets are kept: `start` is where each sentence begins in its line.
+mark stay with it. A full stop ends a sentence when a space and a capital letter, a digit or an
+opening quote follow and the word before it is not an abbreviation ("Mr.", "U.S.", "J. Smith").
+Offsets are kept: `start` is where each sentence begins in its line.
 """
 
 from __future__ import annotations
@@ -14,17 +16,76 @@ from pathlib import Path
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 
-_SENTENCE = re.compile(r"[^。！？!?]*(?:[。！？!?]+[」』”’）)]*|$)")
+_END = re.compile(r"[。！？!?]+[」』”’）)\"']*|\.+[\"'”’)]*(?=\s+[\"'“‘(]?[A-Z0-9])")
+# Words after which a full stop is not a sentence end (lower-cased, without the stop).
+_ABBREVIATIONS = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sen",
+        "rep",
+        "gov",
+        "gen",
+        "col",
+        "lt",
+        "sgt",
+        "st",
+        "jr",
+        "sr",
+        "co",
+        "corp",
+        "inc",
+        "ltd",
+        "bros",
+        "vs",
+        "etc",
+        "no",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "u.s",
+        "u.k",
+        "u.n",
+        "e.g",
+        "i.e",
+        "a.m",
+        "p.m",
+    ]
+)
+
+
+def _is_sentence_end(text: str, match: re.Match[str]) -> bool:
+    if not match.group(0).startswith("."):
+        return True
+    before = re.search(r"[\w.]+$", text[: match.start()])
+    word = before.group(0).casefold() if before else ""
+    # an initial ("J.") or an abbreviation does not end the sentence
+    return not (len(word) == 1 and word.isalpha()) and word not in _ABBREVIATIONS
 
 
 def split_sentences(text: str) -> list[tuple[int, str]]:
     """(start offset, sentence) for every non-blank sentence of one line of text."""
     out = []
-    for match in _SENTENCE.finditer(text):
-        chunk = match.group(0)
+    start = 0
+    cuts = [m.end() for m in _END.finditer(text) if _is_sentence_end(text, m)]
+    for end in [*cuts, len(text)]:
+        chunk = text[start:end]
         stripped = chunk.strip()
         if stripped:
-            out.append((match.start() + chunk.index(stripped[0]), stripped))
+            out.append((start + chunk.index(stripped[0]), stripped))
+        start = end
     return out
 
 

@@ -16,6 +16,8 @@ import dspy
 import pydantic
 from dspy.utils.exceptions import AdapterParseError
 
+from slcolm_dspy.core.prompts import PromptTemplate, resolve_prompts
+
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
@@ -43,12 +45,19 @@ def _desc(field: Any, name: str) -> str:
 
 
 class CompactJSONAdapter(dspy.Adapter):
+    """Field labels and the output request in the words of a prompt template (the schema's;
+    the shipped English one when none is given, e.g. for DummyLM in tests)."""
+
+    def __init__(self, prompts: PromptTemplate | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prompts = prompts or resolve_prompts("en", None)
+
     def format_field_description(self, signature: type[dspy.Signature]) -> str:
         return ""
 
     def format_field_structure(self, signature: type[dspy.Signature]) -> str:
         shape = {name: _skeleton(field.annotation) for name, field in signature.output_fields.items()}
-        return "只输出一个JSON对象，格式：" + json.dumps(shape, ensure_ascii=False)
+        return self.prompts.text("adapter", "json_only", shape=json.dumps(shape, ensure_ascii=False))
 
     def format_task_description(self, signature: type[dspy.Signature]) -> str:
         return signature.instructions
@@ -67,7 +76,9 @@ class CompactJSONAdapter(dspy.Adapter):
         parts = [prefix] if prefix else []
         for name, field in signature.input_fields.items():
             if name in inputs:
-                parts.append(f"【{_desc(field, name)}】\n{inputs[name]}")
+                parts.append(
+                    self.prompts.text("adapter", "field", label=_desc(field, name), value=inputs[name])
+                )
         if suffix:
             parts.append(suffix)
         return "\n".join(parts)
@@ -89,7 +100,10 @@ class CompactJSONAdapter(dspy.Adapter):
             return json.dumps(
                 {f.name: _jsonable(v) for f, v in fields_with_values.items()}, ensure_ascii=False
             )
-        return "\n".join(f"【{f.name}】\n{v}" for f, v in fields_with_values.items())
+        return "\n".join(
+            self.prompts.text("adapter", "field", label=f.name, value=v)
+            for f, v in fields_with_values.items()
+        )
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         text = completion.strip()

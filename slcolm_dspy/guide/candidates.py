@@ -11,6 +11,7 @@ import numpy as np
 
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.guide import render
 from slcolm_dspy.guide.embed import Embedder
 from slcolm_dspy.guide.triggers import triggered_types
 
@@ -23,7 +24,7 @@ class CandidateSelector:
     max_types: int = 12
 
     def __post_init__(self) -> None:
-        texts = [f"{t}：{self.schema.definitions.get(t, t)}" for t in self.schema.relation_types]
+        texts = [render.definition_line(t, self.schema) for t in self.schema.relation_types]
         self._definition_vectors = self.embedder.passages(texts)
 
     def similarities(self, sentences: Sequence[Sentence]) -> np.ndarray:
@@ -42,7 +43,8 @@ class CandidateSelector:
                 best[rel.type] = max(best.get(rel.type, 0.0), rel.probability or 0.0)
             chosen += sorted(best, key=lambda t: -best[t])
         texts = (sentence.text, *sentence.variants.values())
-        triggered = {t for text in texts for t in triggered_types(text, self.schema.triggers)}
+        spaced = self.schema.spaced
+        triggered = {t for text in texts for t in triggered_types(text, self.schema.triggers, words=spaced)}
         rest = {t for t in triggered if t not in chosen} | {
             t for t in by_similarity[: self.top_m] if t not in chosen
         }

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from slcolm_dspy.core.prompts import PromptTemplate
 from slcolm_dspy.core.records import Relation, Sentence
 from slcolm_dspy.core.schema import Schema
 
 LETTERS = "ABCDEFGHIJ"
-NONE_OF_THESE = "以上都不是"
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,25 @@ def apply_choices(
 
 
 def statement(schema: Schema, rel_type: str, head: str, tail: str) -> str:
-    template = schema.statements.get(rel_type, "{head}与{tail}的关系是" + rel_type)
-    return template.format(head=head, tail=tail)
+    """A triple as a plain statement: the schema's own for its type, else the template's."""
+    if rel_type in schema.statements:
+        return schema.statements[rel_type].format(head=head, tail=tail)
+    return schema.prompts.text("choice", "statement", head=head, tail=tail, type=rel_type)
+
+
+def relabel_options(schema: Schema, types: Sequence[str], head: str, tail: str) -> list[str]:
+    """One statement per candidate type, then "none of these"."""
+    none = schema.prompts.text("choice", "none_of_these")
+    return [statement(schema, t, head, tail) for t in types] + [none]
+
+
+def verify_options(schema: Schema, rel_type: str, head: str, tail: str) -> list[str]:
+    """Does the triple hold: yes, or no."""
+    prompts = schema.prompts
+    return [
+        prompts.text("choice", "holds", statement=statement(schema, rel_type, head, tail)),
+        prompts.text("choice", "does_not_hold"),
+    ]
 
 
 def options_text(options: Sequence[str]) -> str:
@@ -153,12 +170,19 @@ def letter_probabilities(logprobs: Any, n: int) -> np.ndarray | None:
     return mass / total if total > 0 else np.full(n, 1.0 / n)
 
 
-def choice_prompt(instructions: str, sentence: str, options: Sequence[str]) -> str:
-    return f"{instructions}\n\n句子：{sentence}\n选项：\n{options_text(options)}\n答案（只写一个字母）："
+def choice_prompt(prompts: PromptTemplate, instructions: str, sentence: str, options: Sequence[str]) -> str:
+    return prompts.text(
+        "choice", "completion", instructions=instructions, sentence=sentence, options=options_text(options)
+    )
 
 
 def score_options(
-    lm: Any, instructions: str, sentence: str, options: Sequence[str], count: int
+    lm: Any,
+    prompts: PromptTemplate,
+    instructions: str,
+    sentence: str,
+    options: Sequence[str],
+    count: int,
 ) -> np.ndarray | None:
     """Probability of each option (in the given order), averaged over rotations; None when the
     backend returns no log-probabilities."""
@@ -167,7 +191,7 @@ def score_options(
     for order in rotations(n, count):
         shown = [options[i] for i in order]
         outputs = lm(
-            choice_prompt(instructions, sentence, shown),
+            choice_prompt(prompts, instructions, sentence, shown),
             max_tokens=3,  # room for a leading blank before the letter
             temperature=0.0,
             logprobs=True,

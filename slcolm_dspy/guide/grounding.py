@@ -60,8 +60,8 @@ class Grounder:
         if not isinstance(raw, str):
             stats.counts["relation_type_missing"] += 1
             return None
-        name = self.schema.normalise_relation(raw.strip())
-        if name in self.inventory:
+        name = self.schema.relation_code(self.schema.normalise_relation(raw.strip()))
+        if name is not None:
             if name != raw.strip():
                 stats.counts["relation_type_mapped"] += 1
             return name
@@ -99,9 +99,14 @@ class Grounder:
             if span is None:
                 stats.counts["entities_not_in_sentence"] += 1
                 continue
-            code = self.schema.entity_code(str(_field(mention, "type") or ""))
+            raw_type = str(_field(mention, "type") or "")
+            code = self.schema.entity_code(raw_type)
             if code:
+                if code != raw_type:
+                    stats.counts["entity_type_mapped"] += 1
                 llm_types.setdefault(span, code)
+            else:
+                stats.counts["entity_type_unknown"] += 1
             entity_at(span)
         relations: list[Relation] = []
         seen: set[tuple[str, int, int]] = set()
@@ -125,4 +130,6 @@ class Grounder:
             seen.add(key)
             relations.append(Relation(*key))
             stats.counts["triples_kept"] += 1
+        # an entity named only inside a triple, or with a type outside the schema, stays untyped
+        stats.counts["entities_untyped"] += sum(e.type is None for e in entities)
         return sentence.with_predictions(entities, relations), stats

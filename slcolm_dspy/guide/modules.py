@@ -39,11 +39,14 @@ class RelationChoice(dspy.Module):
     def __init__(self, schema: Schema, rotations: int = 2) -> None:
         super().__init__()
         self.choose = dspy.Predict(signatures.relation_choice(schema))
+        self.prompts = schema.prompts
         self.rotations = rotations
 
     def forward(self, sentence: str, options: list[str], lm: Any = None) -> dspy.Prediction:
         if lm is not None:
-            probs = score_options(lm, self.choose.signature.instructions, sentence, options, self.rotations)
+            probs = score_options(
+                lm, self.prompts, self.choose.signature.instructions, sentence, options, self.rotations
+            )
             if probs is not None:
                 best = int(np.argmax(probs))
                 return dspy.Prediction(answer=LETTERS[best], probabilities=probs.tolist(), scored=True)

@@ -31,16 +31,16 @@ from slcolm_dspy.guide import render
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
 from slcolm_dspy.guide.candidates import CandidateSelector
 from slcolm_dspy.guide.choice import (
-    NONE_OF_THESE,
     ChoiceTask,
     ChoiceThresholds,
     RoutingSettings,
     apply_choices,
     choice_prompt,
     is_routed,
+    relabel_options,
     route,
-    statement,
     top_two,
+    verify_options,
 )
 from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
 from slcolm_dspy.guide.embed import Embedder, cached_passages, make_embedder
@@ -85,9 +85,9 @@ class Prepared:
     demos: list[Demo]
 
 
-def make_adapter(name: str) -> Any:
+def make_adapter(name: str, schema: Schema) -> Any:
     if name == "compact":
-        return CompactJSONAdapter()
+        return CompactJSONAdapter(schema.prompts)
     if name == "json":
         return dspy.JSONAdapter()
     if name == "chat":
@@ -265,10 +265,10 @@ class Guide:
         for task in self.choice_tasks(item):
             head, tail = names[task.head], names[task.tail]
             if task.kind == "verify":
-                options = [f"{statement(self.schema, task.types[0], head, tail)}：成立", "不成立"]
+                options = verify_options(self.schema, task.types[0], head, tail)
             else:
-                options = [statement(self.schema, t, head, tail) for t in task.types] + [NONE_OF_THESE]
-            prompt_chars.append(len(choice_prompt(instructions, sentence, options)))
+                options = relabel_options(self.schema, task.types, head, tail)
+            prompt_chars.append(len(choice_prompt(self.schema.prompts, instructions, sentence, options)))
             result = self.choice(sentence=sentence, options=options, lm=lm)
             decisions.append(
                 {**asdict(task), "llm_probabilities": list(result.probabilities), "scored": result.scored}
@@ -337,7 +337,7 @@ def run_guide(
     done = written_ids(out_path)
     todo = [r for r in records if r.id not in done]
     summary = RunSummary(resumed=len(done))
-    adapter = make_adapter(guide.config.adapter)
+    adapter = make_adapter(guide.config.adapter, guide.schema)
     history_start = len(lm.history)
     started = time.monotonic()
     prepared = guide.prepare(todo)

@@ -1,10 +1,15 @@
-"""A trigger lexicon mined from the train split: character n-grams whose presence in a sentence
-makes a relation type much more likely. Used to pick the definitions an LLM is shown."""
+"""A trigger lexicon mined from the train split: n-grams whose presence in a sentence makes a
+relation type much more likely. Used to pick the definitions an LLM is shown.
+
+Grams are built over the language's units: characters for unsegmented scripts (Chinese), words
+for space-delimited ones (lower-cased, matched on word boundaries: "killed" does not fire inside
+"skilled"), so English yields "killed" and "based in", not "0t" or " k"."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -23,12 +28,31 @@ class TriggerSettings:
     per_type: int = 12  # triggers kept per type
 
 
-def _ngrams(text: str, max_n: int) -> set[str]:
-    return {text[i : i + n] for n in range(1, max_n + 1) for i in range(len(text) - n + 1)}
+_WORD = re.compile(r"\w+(?:['’.-]\w+)*")
+
+
+def _grams(text: str, max_n: int, words: bool) -> list[tuple[str, int, int]]:
+    """Every n-gram (1..max_n units) of `text` with its character range."""
+    if not words:
+        return [(text[i : i + n], i, i + n) for n in range(1, max_n + 1) for i in range(len(text) - n + 1)]
+    found = [(m.group(0).casefold(), m.start(), m.end()) for m in _WORD.finditer(text)]
+    return [
+        (" ".join(w for w, _, _ in found[i : i + n]), found[i][1], found[i + n - 1][2])
+        for n in range(1, max_n + 1)
+        for i in range(len(found) - n + 1)
+    ]
+
+
+def _ngrams(text: str, max_n: int, words: bool = False) -> set[str]:
+    return {gram for gram, _, _ in _grams(text, max_n, words)}
 
 
 def mine_triggers(
-    records: Sequence[Sentence], relation_types: Sequence[str], settings: TriggerSettings = TriggerSettings()
+    records: Sequence[Sentence],
+    relation_types: Sequence[str],
+    settings: TriggerSettings = TriggerSettings(),
+    *,
+    words: bool = False,
 ) -> dict[str, list[str]]:
     """For each type, the n-grams with the most evidence (support x log lift) that pass the lift or
     the precision floor. An n-gram that contains a stronger trigger of the same type is dropped as
@@ -40,15 +64,14 @@ def mine_triggers(
     joint: dict[str, Counter[str]] = {t: Counter() for t in relation_types}
     type_count: Counter[str] = Counter()
     for record in records:
-        grams = _ngrams(record.text, settings.max_n)
+        located = _grams(record.text, settings.max_n, words)
+        grams = {gram for gram, _, _ in located}
         gram_count.update(grams)
         spans = [(e.start, e.end) for e in record.entities if e.grounded]
-        for size in range(1, settings.max_n + 1):
-            for i in range(len(record.text) - size + 1):
-                gram = record.text[i : i + size]
-                occurrences[gram] += 1
-                if any(s <= i and i + size <= e for s, e in spans):  # type: ignore[operator]
-                    inside[gram] += 1
+        for gram, lo, hi in located:
+            occurrences[gram] += 1
+            if any(s <= lo and hi <= e for s, e in spans):  # type: ignore[operator]
+                inside[gram] += 1
         for rel_type in {r.type for r in record.relations}:
             if rel_type in joint:
                 type_count[rel_type] += 1
@@ -69,7 +92,7 @@ def mine_triggers(
         scored.sort(key=lambda x: (-x[0], x[1]))
         kept: list[str] = []
         for _, gram in scored:
-            if any(k in gram for k in kept):
+            if any(_contains(gram, k, words) for k in kept):
                 continue
             kept.append(gram)
             if len(kept) == settings.per_type:
@@ -78,16 +101,26 @@ def mine_triggers(
     return lexicon
 
 
-def triggered_types(text: str, lexicon: Mapping[str, Sequence[str]]) -> list[str]:
-    return [t for t, grams in lexicon.items() if any(g in text for g in grams)]
+def _contains(text: str, gram: str, words: bool) -> bool:
+    if not words:
+        return gram in text
+    return f" {gram} " in f" {text} "
 
 
-def coverage(records: Sequence[Sentence], lexicon: Mapping[str, Sequence[str]]) -> dict[str, float]:
+def triggered_types(text: str, lexicon: Mapping[str, Sequence[str]], *, words: bool = False) -> list[str]:
+    if words:
+        text = " ".join(m.group(0).casefold() for m in _WORD.finditer(text))
+    return [t for t, grams in lexicon.items() if any(_contains(text, g, words) for g in grams)]
+
+
+def coverage(
+    records: Sequence[Sentence], lexicon: Mapping[str, Sequence[str]], *, words: bool = False
+) -> dict[str, float]:
     """Recall of gold relation types (per sentence and type) and mean number of triggered types."""
     hit = total = 0
     triggered = 0
     for record in records:
-        found = set(triggered_types(record.text, lexicon))
+        found = set(triggered_types(record.text, lexicon, words=words))
         triggered += len(found)
         gold = {r.type for r in record.relations}
         total += len(gold)

@@ -7,6 +7,7 @@
                       embedder, k, order
     slm.json          the SLM it was compiled with: path and SHA-256 of its weights
     schema/           a copy of the task schema (and its companion files)
+    prompts.toml      the resolved prompt template (language template + the schema's overrides)
     dev_metrics.json  the chosen candidate's dev scores, and the candidate table
     manifest.json     format version, the LM it was compiled with, sample size, LLM calls
 
@@ -15,6 +16,7 @@ No secret is written: the LM is recorded by its model string and API base only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.prompts import load_prompt_file
 from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.io import sha256_of
 from slcolm_dspy.merge.policy import MergePolicy
@@ -32,6 +35,7 @@ from slcolm_dspy.program.module import SLCoLMProgram, config_from_json, config_t
 
 FORMAT = "slcolm-program/1"
 SLM_WEIGHTS = "model.safetensors"
+PROMPTS = "prompts.toml"
 
 
 def _write_json(path: Path, blob: Any) -> None:
@@ -108,6 +112,8 @@ def save_program(
     if (out / "schema").exists():
         shutil.rmtree(out / "schema")
     schema_file = _copy_schema(schema, out / "schema")
+    # the prompts as compiled: a later package with other template wording reads these
+    (out / PROMPTS).write_text(schema.prompts.as_toml(), encoding="utf-8")
     _write_json(out / "dev_metrics.json", dict(dev_metrics))
     manifest = {
         "format": FORMAT,
@@ -158,6 +164,8 @@ def load_program(directory: Path) -> CompiledProgram:
             f"{directory}: unknown program format {manifest.get('format')!r}; expected {FORMAT}"
         )
     schema = load_schema(directory / manifest["schema"])
+    if (directory / PROMPTS).is_file():
+        schema = dataclasses.replace(schema, prompts=load_prompt_file(directory / PROMPTS))
     settings = _read_json(directory / "settings.json")
     config = config_from_json(settings.get("guide", {}))
     policy = MergePolicy.from_json(settings.get("policy", {"kind": "slm"}))

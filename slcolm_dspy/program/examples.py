@@ -21,11 +21,11 @@ def extraction_examples(
     """One example per gold record: the inputs the guide would build, the gold as outputs."""
     guide = program.bind(runner.guide)
     form = render.text_form(guide.schema)
-    names = guide.schema.entity_names
     examples = []
     for gold, item in zip(records, guide.prepare([r.with_predictions((), ()) for r in records]), strict=True):
         entities = [
-            Mention(text=gold.span(e, form), type=names.get(e.type or "", "其他")) for e in gold.entities
+            Mention(text=gold.span(e, form), type=render.entity_type_name(guide.schema, e.type))
+            for e in gold.entities
         ]
         relations = [Triple(head=h, relation=t, tail=tl) for t, h, tl in gold.triples(form)]
         examples.append(

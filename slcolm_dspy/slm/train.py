@@ -37,7 +37,7 @@ from slcolm_dspy.slm.batching import (
     prepare_example,
     sample_training_item,
 )
-from slcolm_dspy.slm.config import TrainConfig
+from slcolm_dspy.slm.config import LR_ENCODER_BY_UNIT, TrainConfig
 from slcolm_dspy.slm.encoders import build_encoder
 from slcolm_dspy.slm.extractor import SpanExtractor, autocast_context
 from slcolm_dspy.slm.model import SpanRelationModel
@@ -276,11 +276,12 @@ def train(
             "text_form": config.text_form,
         },
     )
+    lr_encoder = config.lr_encoder if config.lr_encoder is not None else LR_ENCODER_BY_UNIT[unit]
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     encoder_ids = {id(p) for p in model.encoder.parameters()}
     head_params = [p for p in model.parameters() if id(p) not in encoder_ids]
     optimizer = torch.optim.AdamW(
-        [{"params": encoder_params, "lr": config.lr_encoder}, {"params": head_params, "lr": config.lr_heads}],
+        [{"params": encoder_params, "lr": lr_encoder}, {"params": head_params, "lr": config.lr_heads}],
         weight_decay=config.weight_decay,
     )
     steps_per_epoch = (len(examples) + config.batch_size - 1) // config.batch_size
@@ -374,6 +375,7 @@ def train(
     summary = {
         "config": asdict(config),
         "units": unit,
+        "lr_encoder": lr_encoder,
         "span_width": width_stats,
         "boundaries": boundary.to_json(),
         "relation_threshold": threshold,
