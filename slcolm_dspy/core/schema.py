@@ -55,6 +55,8 @@ class Schema:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     # every word of the prompts that is not data (signatures/prompts/, the schema's [prompts])
     prompts: PromptTemplate = field(default_factory=lambda: resolve_prompts(None, None), repr=False)
+    # A draft's reading mode (`slcolm schema init`): readers accept any type name as it is.
+    open_types: bool = False
 
     @property
     def language(self) -> str | None:
@@ -118,6 +120,25 @@ class Schema:
 
 def _loose(name: str) -> str:
     return "".join(name.split()).replace("_", "").replace("-", "").casefold()
+
+
+def open_schema(cut_at: str | None = None, delete: tuple[str, ...] = ()) -> Schema:
+    """A schema with no inventory that readers accept every type name under (for drafting one
+    from data); relation names are normalised by `cut_at` / `delete` as a schema would."""
+    return Schema(
+        name="draft",
+        entity_names={},
+        relation_types=(),
+        direction_insensitive=frozenset(),
+        head_types=(),
+        head_threshold=None,
+        normalise_cut_at=cut_at,
+        normalise_delete=delete,
+        aliases={},
+        corpus=None,
+        paper=PaperProtocolSpec(None, (), ()),
+        open_types=True,
+    )
 
 
 def _read_companion(source: str, name: str) -> dict[str, Any]:

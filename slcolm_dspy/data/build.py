@@ -42,6 +42,8 @@ class SentenceBuilder:
         if not isinstance(raw, str) or not raw.strip():
             raise self.fail(record, f"relation type must be a non-empty string, got {raw!r}")
         name = self.schema.normalise_relation(raw)
+        if self.schema.open_types:
+            return name
         name = self.schema.relation_code(name) or name
         if name in self.label_fixes:
             self.report.label_fixes[name] += 1
@@ -51,6 +53,8 @@ class SentenceBuilder:
         return name
 
     def entity_type(self, raw: Any, record: str | int) -> str:
+        if self.schema.open_types and isinstance(raw, str) and raw.strip():
+            return raw.strip()
         code = self.schema.entity_code(raw) if isinstance(raw, str) else None
         if code is None:
             raise self.fail(record, f"unknown entity type {raw!r}")

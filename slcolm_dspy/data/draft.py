@@ -1,0 +1,252 @@
+"""Draft a schema from annotated data (`slcolm schema init`) and check one against data
+(`slcolm schema check`).
+
+The draft's inventories are the train split's types, most frequent first; types seen only in
+dev or test are reported (a schema maps them with `label_fixes` or adds them). Relation names
+written with alternatives ("任职&爵位&谥号") or bracketed qualifiers ("生于（地点）") get a proposed
+normalisation. A type whose annotated pairs join entities of one type and whose head comes
+first about as often as its tail is flagged as a direction-insensitive candidate for review.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.language import detect_unsegmented
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.schema import Schema, open_schema
+from slcolm_dspy.data.readers import read_records
+
+SPLITS = ("train", "dev", "test")
+_BRACKETS = ("（", "）", "(", ")", " ", "\u3000")
+
+
+def split_of(path: Path) -> str:
+    """train / dev / test from a file name ("conll04_dev.json", "valid.jsonl"); train otherwise."""
+    stem = path.stem.lower()
+    if "test" in stem:
+        return "test"
+    if "dev" in stem or "valid" in stem:
+        return "dev"
+    return "train"
+
+
+def data_files(paths: Iterable[Path]) -> list[Path]:
+    """The data files named, directories expanded to their .json/.jsonl files (a SpERT type
+    file such as `*_types.json` is not data)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
+            out += [p for p in found if not p.stem.endswith("types")]
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise SlcolmError(f"--data: no such file or directory: {path}")
+    if not out:
+        raise SlcolmError("--data: no .json or .jsonl files found")
+    # One file per split: a corpus may ship the same split twice (ChisRE's dict file and its
+    # SpERT twin); the shortest name is the primary one.
+    chosen: dict[str, Path] = {}
+    for path in out:
+        split = split_of(path)
+        if split not in chosen or len(path.name) < len(chosen[split].name):
+            chosen[split] = path
+    return [chosen[s] for s in SPLITS if s in chosen]
+
+
+def proposed_normalisation(raw_names: Iterable[str]) -> tuple[str | None, tuple[str, ...]]:
+    names = list(raw_names)
+    cut_at = "&" if any("&" in n for n in names) else None
+    delete = tuple(b for b in _BRACKETS if any(b in n for n in names))
+    return cut_at, delete
+
+
+@dataclass
+class Profile:
+    """Type counts per split, as the draft and the check need them."""
+
+    files: dict[str, list[str]] = field(default_factory=dict)
+    sentences: Counter[str] = field(default_factory=Counter)
+    entities: dict[str, Counter[str]] = field(default_factory=dict)
+    relations: dict[str, Counter[str]] = field(default_factory=dict)
+    same_type: Counter[str] = field(default_factory=Counter)  # train pairs joining one entity type
+    head_first: Counter[str] = field(default_factory=Counter)  # train pairs whose head comes first
+    unsegmented: bool = False
+
+    def add(self, split: str, records: Sequence[Sentence]) -> None:
+        self.sentences[split] += len(records)
+        ents = self.entities.setdefault(split, Counter())
+        rels = self.relations.setdefault(split, Counter())
+        for record in records:
+            ents.update(e.type for e in record.entities if e.type)
+            for rel in record.relations:
+                rels[rel.type] += 1
+                if split == "train":
+                    head, tail = record.entities[rel.head], record.entities[rel.tail]
+                    self.same_type[rel.type] += head.type == tail.type
+                    self.head_first[rel.type] += (head.start or 0) < (tail.start or 0)
+
+
+def profile(paths: Sequence[Path], schema: Schema) -> Profile:
+    """Read every file (any supported format) and count its types per split."""
+    result = Profile()
+    texts: list[str] = []
+    for path in data_files(paths):
+        split = split_of(path)
+        records, _ = read_records(path, schema)
+        result.files.setdefault(split, []).append(path.name)
+        result.add(split, records)
+        texts += [r.text for r in records[:2000]]
+    if not result.sentences["train"]:
+        raise SlcolmError("--data: no train split found (name a file with 'train' in it, or give one file)")
+    result.unsegmented = detect_unsegmented(texts)
+    return result
+
+
+def raw_relation_names(paths: Sequence[Path]) -> Counter[str]:
+    """Relation names exactly as written, to propose a normalisation."""
+    counts: Counter[str] = Counter()
+    for path in data_files(paths):
+        records, _ = read_records(path, open_schema())
+        counts.update(r.type for rec in records for r in rec.relations)
+    return counts
+
+
+def symmetric_candidates(prof: Profile, min_count: int = 5) -> list[str]:
+    out = []
+    for rel_type, n in prof.relations.get("train", Counter()).items():
+        if n < min_count:
+            continue
+        first = prof.head_first[rel_type] / n
+        if prof.same_type[rel_type] / n >= 0.9 and 0.3 <= first <= 0.7:
+            out.append(rel_type)
+    return out
+
+
+def _q(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def draft_schema(paths: Sequence[Path], name: str, head_threshold: int = 100) -> tuple[str, dict]:
+    """The draft schema's TOML text and a summary of what was found."""
+    cut_at, delete = proposed_normalisation(raw_relation_names(paths))
+    prof = profile(paths, open_schema(cut_at, delete))
+    train_rel = prof.relations["train"]
+    types = [t for t, _ in sorted(train_rel.items(), key=lambda x: (-x[1], x[0]))]
+    train_ent = prof.entities["train"]
+    entity_types = [t for t, _ in sorted(train_ent.items(), key=lambda x: (-x[1], x[0]))]
+    head = [t for t in types if train_rel[t] >= head_threshold]
+    symmetric = symmetric_candidates(prof)
+    unseen = {
+        split: sorted(set(prof.relations.get(split, {})) - set(types)) for split in SPLITS if split != "train"
+    }
+    unseen_entities = {
+        split: sorted(set(prof.entities.get(split, {})) - set(entity_types))
+        for split in SPLITS
+        if split != "train"
+    }
+    language = "zh" if prof.unsegmented else "en"
+    lines = [
+        f"# Draft schema for {name}, written by `slcolm schema init` from the annotated data.",
+        "# Review every line marked TODO; `slcolm schema check` lists what is still missing.",
+        "",
+        "[schema]",
+        f"name = {_q(name)}",
+        f"description = {_q(f'{name}: {len(entity_types)} entity types, {len(types)} relation types')}",
+        f"# detected: {'an unsegmented script (characters)' if prof.unsegmented else 'spaced words'};"
+        " TODO: the ISO 639 code",
+        f"language = {_q(language)}",
+        "",
+        "# Entity type code -> display name (the name prompts use). Train counts in comments.",
+        "[entities]",
+        *(f"{_q(t)} = {_q(t)}  # TODO display name; {train_ent[t]} in train" for t in entity_types),
+        "",
+        "[relations]",
+        "# Most frequent in train first; counts: " + ", ".join(f"{t} {train_rel[t]}" for t in types),
+        "types = [" + ", ".join(_q(t) for t in types) + "]",
+        "# TODO review: types whose pairs join one entity type with no preferred order in the text",
+        "direction_insensitive = [" + ", ".join(_q(t) for t in symmetric) + "]",
+    ]
+    if cut_at or delete:
+        lines += [
+            "",
+            "# Raw names are normalised: the part before `cut_at`, then every `delete` string removed.",
+            "[relations.normalise]",
+            *([f"cut_at = {_q(cut_at)}"] if cut_at else []),
+            "delete = [" + ", ".join(_q(d) for d in delete) + "]",
+        ]
+    lines += [
+        "",
+        "[head_tail]",
+        'rule = "train count >= threshold_train_count"',
+        f"threshold_train_count = {head_threshold}",
+        "head = [" + ", ".join(_q(t) for t in head) + "]",
+        "",
+        "[corpus]",
+    ]
+    if any(unseen.values()):
+        missing = sorted({t for ts in unseen.values() for t in ts})
+        lines += [
+            "# TODO: types in dev/test but not in train; map each onto an inventory type:",
+            "label_fixes = { " + ", ".join(f"{_q(t)} = {_q('TODO')}" for t in missing) + " }",
+        ]
+    for split in SPLITS:
+        for file in prof.files.get(split, [])[:1]:
+            lines += [f"[corpus.splits.{split}]", f"file = {_q(file)}"]
+    lines += [
+        "",
+        "[evaluation]",
+        'primary = "strict"',
+        "",
+        "# TODO: one sentence per type saying what its head and its tail are.",
+        "[definitions]",
+        *(f"{_q(t)} = {_q('TODO: what the head and the tail of ' + t + ' are')}" for t in types),
+        "",
+    ]
+    summary = {
+        "sentences": dict(prof.sentences),
+        "entity_types": {t: train_ent[t] for t in entity_types},
+        "relation_types": {t: train_rel[t] for t in types},
+        "head": head,
+        "direction_insensitive_candidates": symmetric,
+        "not_in_train": unseen,
+        "entity_types_not_in_train": unseen_entities,
+        "language": language,
+        "normalise": {"cut_at": cut_at, "delete": list(delete)},
+    }
+    return "\n".join(lines), summary
+
+
+def check_schema(schema: Schema, paths: Sequence[Path]) -> list[str]:
+    """Every problem between a schema and the data, one line each (empty: none)."""
+    reading = open_schema(schema.normalise_cut_at, schema.normalise_delete)
+    prof = profile(paths, reading)
+    fixes = schema.corpus.label_fixes if schema.corpus else {}
+    problems: list[str] = []
+    for split in SPLITS:
+        for raw, n in sorted(prof.relations.get(split, Counter()).items()):
+            name = schema.aliases.get(raw, raw)
+            name = fixes.get(name, name)
+            if schema.relation_code(name) is None:
+                problems.append(f"relation type {raw!r} ({n} in {split}) is not in [relations].types")
+        for raw, n in sorted(prof.entities.get(split, Counter()).items()):
+            if schema.entity_code(raw) is None:
+                problems.append(f"entity type {raw!r} ({n} in {split}) is not in [entities]")
+    train_rel = prof.relations.get("train", Counter())
+    for rel_type in schema.relation_types:
+        if not train_rel.get(rel_type):
+            problems.append(f"relation type {rel_type!r} has no train relation (empty type)")
+        definition = schema.definitions.get(rel_type, "")
+        if not definition.strip() or definition.startswith("TODO"):
+            problems.append(f"relation type {rel_type!r} has no definition in [definitions]")
+    train_ent = prof.entities.get("train", Counter())
+    for code in schema.entity_names:
+        if not train_ent.get(code):
+            problems.append(f"entity type {code!r} has no train mention (empty type)")
+    return problems
