@@ -30,6 +30,13 @@ def report_skipped(report: ReadReport) -> None:
         stderr.print(f"skipped: {err}", markup=False)
     if report.skipped:
         stderr.print(f"{len(report.skipped)} bad record(s) skipped in {report.source}", markup=False)
+    for problem in getattr(report, "problems", ()):  # brat: what did not become a record
+        stderr.print(problem, markup=False)
+    counts = getattr(report, "counts", None)
+    if counts:
+        stderr.print(
+            ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(counts.items())), markup=False
+        )
 
 
 @data_app.command("fetch")
@@ -116,7 +123,12 @@ def stats(
 @data_app.command("convert")
 @reports_errors
 def convert(
-    source: Annotated[Path, typer.Argument(help="Corpus dict file, SpERT list file, or JSONL.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Corpus dict file, SpERT list file, JSONL, or brat .txt/.ann (a file or a directory)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Generic JSONL file to write.")],
     add_simplified: Annotated[
         bool,

@@ -28,7 +28,7 @@ _BRACKETS = ("（", "）", "(", ")", " ", "\u3000")
 
 def split_of(path: Path) -> str:
     """train / dev / test from a file name ("conll04_dev.json", "valid.jsonl"); train otherwise."""
-    stem = path.stem.lower()
+    stem = (path.name if path.is_dir() else path.stem).lower()
     if "test" in stem:
         return "test"
     if "dev" in stem or "valid" in stem:
@@ -41,7 +41,9 @@ def data_files(paths: Iterable[Path]) -> list[Path]:
     file such as `*_types.json` is not data)."""
     out: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if path.is_dir() and any(path.glob("*.ann")):
+            out.append(path)  # a directory of brat documents is one source
+        elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
             out += [p for p in found if not p.stem.endswith("types")]
         elif path.is_file():

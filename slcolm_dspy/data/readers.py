@@ -252,9 +252,15 @@ def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
 
 
 def detect_format(path: Path) -> str:
-    """One of: corpus, spert, jsonl, replay-gold, replay-slm, replay-llm."""
+    """One of: brat, corpus, spert, jsonl, replay-gold, replay-slm, replay-llm."""
     if not path.exists():
         raise SlcolmError(f"file not found: {path}")
+    if path.is_dir():
+        if any(path.rglob("*.ann")):
+            return "brat"
+        raise SlcolmError(f"{path} is a directory; give a file (or a directory of brat .txt/.ann pairs)")
+    if path.suffix == ".ann" or (path.suffix == ".txt" and path.with_suffix(".ann").is_file()):
+        return "brat"
     if path.suffix == ".jsonl":
         first = first_jsonl_object(path)
         if isinstance(first, dict):
@@ -276,7 +282,7 @@ def detect_format(path: Path) -> str:
         with path.open(encoding="utf-8", errors="replace") as handle:
             head = handle.read(64).lstrip()
         return "spert" if head.startswith("[") else "corpus"
-    raise SlcolmError(f"{path}: unknown format (expected .json or .jsonl)")
+    raise SlcolmError(f"{path}: unknown format (expected .json, .jsonl or brat .txt/.ann)")
 
 
 def read_records(path: Path | str, schema: Schema, *, skip_bad: bool = False) -> Records:
@@ -285,6 +291,10 @@ def read_records(path: Path | str, schema: Schema, *, skip_bad: bool = False) ->
 
     path = Path(path)
     fmt = detect_format(path)
+    if fmt == "brat":
+        from slcolm_dspy.data.brat import read_brat
+
+        return read_brat(path, schema, skip_bad=skip_bad)
     if fmt == "corpus":
         return read_corpus_file(path, schema, skip_bad=skip_bad)
     if fmt == "spert":
