@@ -158,3 +158,19 @@ def test_triggers_are_words_for_a_spaced_language():
     assert "killed" in lexicon["Kill"] and not any(len(g) <= 2 for g in lexicon["Kill"])
     assert triggered_types("Cassius Killed him", lexicon, words=True) == ["Kill"]
     assert triggered_types("a skilled man", {"Kill": ["killed"]}, words=True) == []
+
+
+def test_the_report_chart_names_the_types_in_their_own_script(schema):
+    import xml.etree.ElementTree as ET
+
+    from slcolm_dspy.evaluate.report import svg_chart
+
+    per_type = {t: {"f1": 0.5, "gold": 3} for t in schema.relation_types}
+    report = {
+        "systems": [{"name": "SLM alone", "per_type": per_type}, {"name": "guided", "per_type": per_type}]
+    }
+    root = ET.fromstring(svg_chart(report, schema, ["SLM alone", "guided"]))
+    ns = "{http://www.w3.org/2000/svg}"
+    labels = [t.text for t in root.iter(f"{ns}text") if t.get("class") == "type"]
+    assert labels == [*schema.head_types, *schema.tail_types]
+    assert len([r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]) == 2 * len(labels)

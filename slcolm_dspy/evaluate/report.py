@@ -72,11 +72,77 @@ def _type_order(schema: Schema, report: Mapping[str, Any]) -> list[str]:
     return head + tail
 
 
+_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3")
+
+
+def svg_chart(report: Mapping[str, Any], schema: Schema, names: Sequence[str]) -> str:
+    """The per-type F1 bars as inline SVG: the browser draws the type names in whatever script
+    they are written, with its own fonts (no font needed where the report is made)."""
+    esc = html.escape
+    types = _type_order(schema, report)
+    rows = {r["name"]: r for r in report["systems"]}
+    shown = [n for n in names if n in rows]
+    group_w, bar_h, left, top = 28, 200, 40, 30
+    label_h = 12 + 14 * max((len(t) for t in types), default=1) // 2 + 40
+    width = left + group_w * len(types) + 20
+    height = top + bar_h + label_h + 20 * len(shown)
+    bar_w = (group_w - 6) / max(1, len(shown))
+    out = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'"
+        " aria-label='per-type F1' font-family='sans-serif' font-size='11'>",
+        f"<line x1='{left}' y1='{top + bar_h}' x2='{width - 10}' y2='{top + bar_h}' stroke='#888'/>",
+    ]
+    for y in (0, 50, 100):
+        yy = top + bar_h - bar_h * y / 100
+        out.append(f"<text x='{left - 4}' y='{yy + 4}' text-anchor='end'>{y}</text>")
+    n_head = sum(1 for t in types if t in schema.head_types)
+    if 0 < n_head < len(types):
+        x = left + group_w * n_head
+        out.append(
+            f"<line x1='{x}' y1='{top - 10}' x2='{x}' y2='{top + bar_h}' stroke='#999' stroke-dasharray='4'/>"
+        )
+        out.append(
+            f"<text x='{left + group_w * n_head / 2}' y='{top - 14}' text-anchor='middle'>head types</text>"
+        )
+        out.append(
+            f"<text x='{x + group_w * (len(types) - n_head) / 2}' y='{top - 14}'"
+            " text-anchor='middle'>tail types</text>"
+        )
+    for i, t in enumerate(types):
+        x0 = left + group_w * i + 3
+        for j, name in enumerate(shown):
+            f1 = 100 * rows[name]["per_type"].get(t, {}).get("f1", 0.0)
+            h = bar_h * f1 / 100
+            colour = _COLOURS[j % len(_COLOURS)]
+            out.append(
+                f"<rect x='{x0 + j * bar_w:.1f}' y='{top + bar_h - h:.1f}' width='{bar_w:.1f}'"
+                f" height='{h:.1f}' fill='{colour}'><title>{esc(t)} · {esc(name)}: {f1:.1f}</title></rect>"
+            )
+        cx, cy = x0 + (group_w - 6) / 2, top + bar_h + 8
+        out.append(f"<text class='type' x='{cx}' y='{cy}' transform='rotate(60 {cx} {cy})'>{esc(t)}</text>")
+    for j, name in enumerate(shown):
+        y = top + bar_h + label_h + 20 * j
+        out.append(
+            f"<rect x='{left}' y='{y - 10}' width='12' height='12' fill='{_COLOURS[j % len(_COLOURS)]}'/>"
+        )
+        out.append(f"<text x='{left + 18}' y='{y}'>{esc(name)}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _cjk_font() -> str | None:
+    """An installed font that draws CJK characters, if any."""
+    from matplotlib import font_manager
+
+    hints = ("CJK", "WenQuanYi", "SimHei", "Heiti", "Ming", "Song", "Noto Sans SC", "Source Han")
+    return next((f.name for f in font_manager.fontManager.ttflist if any(h in f.name for h in hints)), None)
+
+
 def write_chart(report: Mapping[str, Any], schema: Schema, names: Sequence[str], path: Path) -> None:
     """Grouped bars of per-type F1 (paper protocol) for the named systems, head types then tail.
 
-    Types are numbered (the table in the HTML page names them): the machine this runs on may
-    have no CJK font, and boxes would say nothing.
+    Types are labelled by name where the names are ASCII or a CJK font is installed; otherwise
+    by number, and the axis says the report page's table names them (boxes would say nothing).
     """
     import matplotlib
 
@@ -96,10 +162,15 @@ def write_chart(report: Mapping[str, Any], schema: Schema, names: Sequence[str],
     ax.text(n_head / 2, 103, "head types", ha="center", fontsize=9)
     ax.text(n_head + (len(types) - n_head) / 2, 103, "tail types", ha="center", fontsize=9)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(types))])
-    ax.set_xticklabels([str(schema.relation_types.index(t) + 1) for t in types], fontsize=7)
+    font = None if all(t.isascii() for t in types) else _cjk_font()
+    if font or all(t.isascii() for t in types):
+        ax.set_xticklabels(types, fontsize=7, rotation=60, ha="right", fontfamily=font or "sans-serif")
+        ax.set_xlabel("relation type")
+    else:
+        ax.set_xticklabels([str(schema.relation_types.index(t) + 1) for t in types], fontsize=7)
+        ax.set_xlabel("relation type (number: see the table on the report page; no CJK font installed)")
     ax.set_ylim(0, 112)
     ax.set_ylabel("F1 (paper protocol, %)")
-    ax.set_xlabel("relation type (number: see the report page)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(shown), frameon=False)
     fig.tight_layout()
     fig.savefig(path)
@@ -148,8 +219,9 @@ def write_html(
             f"<td>{row['llm_calls']}</td></tr>"
         )
     out.append("</table>")
+    out.append("<h2>Per-type F1</h2>" + svg_chart(report, schema, [r["name"] for r in report["systems"]]))
     if chart:
-        out.append(f"<h2>Per-type F1</h2><img src='{esc(chart)}' alt='per-type F1 chart'>")
+        out.append(f"<p>The same chart as an image: <a href='{esc(chart)}'>{esc(chart)}</a></p>")
     rows = {r["name"]: r for r in report["systems"]}
     out.append("<table><tr><th>#</th><th>type</th><th>group</th><th>gold</th>")
     names = [r["name"] for r in report["systems"]]
