@@ -147,6 +147,7 @@ def compile_program(
             }
     table_rows = candidate_table_rows(search.candidates)
     _print_candidates(table_rows, len(search.candidates))
+    _print_refused(search.refused, search.space.max_llm_share)
     retrieval = {
         "pool_split": demo_pool if needs_pool else None,
         "pool_sha256": schema.corpus.sha256.get(schema.corpus.splits[demo_pool].file)
@@ -185,6 +186,20 @@ def compile_program(
         f"{share:.0%} of dev sentences to the LLM; {search.calls_used} LLM calls in {seconds / 60:.1f} min; "
         f"program in {out}"
     )
+
+
+def _print_refused(refused: list[tuple[dict[str, Any], Any, float]], cap: float) -> None:
+    """Say why LLM settings are missing from the table: their routing sent too much to the LLM."""
+    if not refused:
+        return
+    shares = sorted(share for _, _, share in refused)
+    console.print(
+        f"{len(refused)} LLM settings refused: their LLM share ({shares[0]:.0%}-{shares[-1]:.0%} of dev "
+        f"sentences) exceeds --max-llm-share {cap:.0%}; raise it to consider them",
+        markup=False,
+    )
+    for prompt, band, share in sorted(refused, key=lambda r: r[2])[:5]:
+        console.print(f"  refused: {prompt} routing {band} -> {share:.0%} to the LLM", markup=False)
 
 
 def _print_candidates(rows: list[Any], total: int) -> None:

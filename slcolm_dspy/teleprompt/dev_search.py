@@ -220,6 +220,8 @@ class DevF1Search(Teleprompter):
         self.train_counts = dict(train_counts or {})
         self.progress = progress or (lambda _: None)
         self.candidates: list[Candidate] = []
+        # settings dropped because they send too many sentences to the LLM: (prompt, band, share)
+        self.refused: list[tuple[dict[str, Any], Any, float]] = []
         self.calls_used = 0
         self.chosen_run: SLCoLMProgram | None = None  # the program whose guide run was chosen
 
@@ -263,6 +265,7 @@ class DevF1Search(Teleprompter):
             if self.share_of is not None:
                 share = self.share_of(view_config)
             if share > space.max_llm_share:
+                self.refused.append((prompt, band, share))
                 continue
             views.append((self._score(evaluator, view), view_config, view, share))
         views.sort(key=lambda v: v[0], reverse=True)
