@@ -147,7 +147,8 @@ def main() -> None:
         "peak_rss_mb": train_rss,
         "units": summary.get("units"),
         "span_width": summary.get("span_width"),
-        "boundaries": summary.get("boundaries"),
+        # counts only: the examples quote corpus text, which is never committed
+        "boundaries": {k: v for k, v in (summary.get("boundaries") or {}).items() if k != "examples"},
         "profile": summary.get("profile"),
         "encoder": summary["config"]["encoder"],
         "config": summary["config"],

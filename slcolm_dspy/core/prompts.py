@@ -86,7 +86,7 @@ class PromptTemplate:
     def text(self, section: str, key: str, **values: Any) -> str:
         """The text at `section.key` with its placeholders filled from `values`."""
         raw = self.texts[section][key]
-        return raw.format(**values) if values else raw
+        return raw.format(**values)
 
     def as_toml(self) -> str:
         """The resolved template as a TOML file (a program carries it: it reads the same

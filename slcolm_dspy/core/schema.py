@@ -94,7 +94,7 @@ class Schema:
         """The type code for a code or display name (`PER` or `人物`), None if unknown.
 
         Exact names first; then case, surrounding space and inner spacing are ignored, since
-        LLMs write "Organization" or "organisation " where the schema says "organization"."""
+        LLMs write "Organization" or " ORGANIZATION" where the schema says "organization"."""
         if name in self.entity_names:
             return name
         for code, display in self.entity_names.items():

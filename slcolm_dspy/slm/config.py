@@ -10,9 +10,9 @@ LR_ENCODER_BY_UNIT = {"char": 2e-4, "word": 5e-5}
 @dataclass
 class TrainConfig:
     encoder: str = "e5"
-    # The default schedule fits the 20-minute budget on 2 cores for ChisRE (3,208 sentences) with
-    # ten epochs of full fine-tuning, as the best measured run (BENCHMARKS.md, "SLM"): freezing
-    # and caching 8 lower layers (--freeze-layers 8) is 2x faster but lost 10 dev points.
+    # Ten epochs of full fine-tuning, the best measured schedule (BENCHMARKS.md, "SLM"): 16.7 min
+    # for CoNLL04 (922 sentences) and up to 40 min for ChisRE (3,208) on 2 cores; freezing and
+    # caching 8 lower layers (--freeze-layers 8) is 2x faster but lost 10 dev points.
     epochs: int = 10
     max_minutes: float = 60.0  # a guard, not the schedule
     batch_size: int = 16
