@@ -17,6 +17,7 @@ from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.guide.embed import E5Embedder
 from slcolm_dspy.guide.pipeline import Guide, GuideConfig
+from slcolm_dspy.merge.policy import MergePolicy
 from slcolm_dspy.program import SLCoLMProgram, load_program, save_program
 from slcolm_dspy.program.runner import GuideRunner
 from slcolm_dspy.slm.extractor import SpanExtractor
@@ -75,15 +76,19 @@ def test_english_corpus_end_to_end(tmp_path):
     assert "Relation types must be one of: Work_For, Live_In" in prompts[0]
     assert "Example 1" in prompts[0] and "Work_For(" in prompts[0]
 
-    save_program(
-        tmp_path / "prog",
-        compiled,
-        schema,
-        lm={"model": "dummy"},
-        slm_dir=slm_dir,
-        retrieval={"pool_split": None, "embedder": "e5"},
-        dev_metrics={},
-    )
+    def save(directory: Path, program: SLCoLMProgram, model: str) -> None:
+        retrieval = {"pool_split": None, "embedder": "e5"}
+        save_program(
+            directory,
+            program,
+            schema,
+            lm={"model": model},
+            slm_dir=slm_dir,
+            retrieval=retrieval,
+            dev_metrics={},
+        )
+
+    save(tmp_path / "prog", compiled, "dummy")
     loaded = load_program(tmp_path / "prog")
     assert loaded.schema.prompts.name == "en" and (tmp_path / "prog" / "prompts.toml").is_file()
 
@@ -91,16 +96,7 @@ def test_english_corpus_end_to_end(tmp_path):
     text = tmp_path / "news.txt"
     text.write_text(f"{train_records[1].text} {train_records[2].text}\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    program = SLCoLMProgram(schema, compiled.config, compiled.policy.__class__("slm"))
-    save_program(
-        tmp_path / "slm-prog",
-        program,
-        schema,
-        lm={"model": "local"},
-        slm_dir=slm_dir,
-        retrieval={"pool_split": None, "embedder": "e5"},
-        dev_metrics={},
-    )
+    save(tmp_path / "slm-prog", SLCoLMProgram(schema, compiled.config, MergePolicy("slm")), "local")
     result = runner.invoke(
         app, ["extract", "--program", str(tmp_path / "slm-prog"), str(text), "--out", str(out)]
     )

@@ -11,8 +11,7 @@ normalisation and note lines (`E`, `A`, `M`, `N`, `#`, `*`) are counted and skip
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from slcolm_dspy.core.errors import DataError, SlcolmError
@@ -28,14 +27,6 @@ class _Mention:
     start: int
     end: int
     line: int
-
-
-@dataclass
-class BratReport(ReadReport):
-    """A `ReadReport` with what brat's document level adds."""
-
-    problems: list[str] = field(default_factory=list)  # file:line: what was not taken and why
-    counts: Counter[str] = field(default_factory=Counter)
 
 
 def brat_documents(path: Path) -> list[Path]:
@@ -70,15 +61,15 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def read_brat(path: Path, schema: Schema, *, skip_bad: bool = False) -> tuple[list[Sentence], BratReport]:
-    report = BratReport(str(path))
+def read_brat(path: Path, schema: Schema, *, skip_bad: bool = False) -> tuple[list[Sentence], ReadReport]:
+    report = ReadReport(str(path))
     records: list[Sentence] = []
     for ann in brat_documents(path):
         records += _document(ann, schema, report, skip_bad)
     return records, report
 
 
-def _document(ann: Path, schema: Schema, report: BratReport, skip_bad: bool) -> list[Sentence]:
+def _document(ann: Path, schema: Schema, report: ReadReport, skip_bad: bool) -> list[Sentence]:
     text = _read(ann.with_suffix(".txt"))
     builder = SentenceBuilder(schema, str(ann))
     mentions: dict[str, _Mention] = {}
@@ -142,7 +133,7 @@ def _sentences(
     text: str,
     mentions: dict[str, _Mention],
     relations: list[tuple[str, str, str, int]],
-    report: BratReport,
+    report: ReadReport,
 ) -> list[Sentence]:
     spans = _sentence_spans(text)
     where: dict[str, int] = {}

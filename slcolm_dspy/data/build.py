@@ -25,6 +25,8 @@ class ReadReport:
     skipped: list[DataError] = field(default_factory=list)
     label_fixes: Counter[str] = field(default_factory=Counter)
     dropped_empty: int = 0
+    problems: list[str] = field(default_factory=list)  # file:line: what was not taken and why (brat)
+    counts: Counter[str] = field(default_factory=Counter)  # what a document reader did (brat)
 
 
 class SentenceBuilder:
