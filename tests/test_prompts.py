@@ -98,7 +98,7 @@ def test_a_template_with_a_wrong_placeholder_is_refused_by_key(tmp_path):
     with pytest.raises(SlcolmError, match=r"choice\.holds uses \{claim\}"):
         load_schema(path)
     path = write_schema(tmp_path, '[prompts]\ntemplate = "missing.toml"\n')
-    with pytest.raises(SlcolmError, match="prompt template not found"):
+    with pytest.raises(SlcolmError, match="prompt template file not found"):
         load_schema(path)
 
 

@@ -10,13 +10,12 @@ key or spells a placeholder the code does not give is rejected when it is loaded
 from __future__ import annotations
 
 import string
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.toml_files import read_toml
 
 # section -> key -> the placeholders the code fills in (a template may use any subset).
 REQUIRED: dict[str, dict[str, frozenset[str]]] = {
@@ -110,24 +109,9 @@ def template_for_language(language: str | None) -> str:
 
 
 def _read(name_or_path: str, base: Path | None) -> tuple[str, dict[str, Any]]:
-    if name_or_path.endswith(".toml"):
-        path = Path(name_or_path)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        if not path.is_file():
-            raise SlcolmError(f"prompt template not found: {path}")
-        source, blob = str(path), path.read_bytes()
-    else:
-        resource = resources.files("slcolm_dspy.signatures").joinpath(f"prompts/{name_or_path}.toml")
-        if not resource.is_file():
-            raise SlcolmError(
-                f"unknown prompt template {name_or_path!r}: no signatures/prompts/{name_or_path}.toml"
-            )
-        source, blob = f"signatures/prompts/{name_or_path}.toml", resource.read_bytes()
-    try:
-        return source, tomllib.loads(blob.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SlcolmError(f"{source}: not valid TOML: {exc}") from None
+    return read_toml(
+        name_or_path, package="slcolm_dspy.signatures", folder="prompts", what="prompt template", base=base
+    )
 
 
 def _check(texts: dict[str, Any], source: str) -> dict[str, dict[str, str]]:

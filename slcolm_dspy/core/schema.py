@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.prompts import PromptTemplate, resolve_prompts
+from slcolm_dspy.core.toml_files import read_toml
 
 
 @dataclass(frozen=True)
@@ -97,25 +99,29 @@ class Schema:
         LLMs write "Organization" or " ORGANIZATION" where the schema says "organization"."""
         if name in self.entity_names:
             return name
-        for code, display in self.entity_names.items():
-            if display == name:
-                return code
-        return self._loose_entity_names.get(_loose(name))
+        exact, loose = self._entity_lookup
+        return exact.get(name) or loose.get(_loose(name))
 
-    @property
-    def _loose_entity_names(self) -> dict[str, str]:
-        out: dict[str, str] = {}
+    # Built once per schema: grounding asks for every mention an LLM writes.
+    @cached_property
+    def _entity_lookup(self) -> tuple[dict[str, str], dict[str, str]]:
+        exact: dict[str, str] = {}
+        loose: dict[str, str] = {}
         for code, display in self.entity_names.items():
-            out.setdefault(_loose(code), code)
-            out.setdefault(_loose(display), code)
-        return out
+            exact.setdefault(display, code)
+            loose.setdefault(_loose(code), code)
+            loose.setdefault(_loose(display), code)
+        return exact, loose
 
     def relation_code(self, name: str) -> str | None:
         """The inventory type a (normalised) relation name means, ignoring case and spacing."""
         if name in self.relation_types:
             return name
-        loose = {_loose(t): t for t in self.relation_types}
-        return loose.get(_loose(name))
+        return self._relation_lookup.get(_loose(name))
+
+    @cached_property
+    def _relation_lookup(self) -> dict[str, str]:
+        return {_loose(t): t for t in self.relation_types}
 
 
 def _loose(name: str) -> str:
@@ -157,25 +163,9 @@ def _read_companion(source: str, name: str) -> dict[str, Any]:
         raise SlcolmError(f"{name}: not valid TOML: {exc}") from None
 
 
-def _resolve(name_or_path: str | Path) -> tuple[str, bytes]:
-    path = Path(name_or_path)
-    if path.suffix == ".toml":
-        if not path.is_file():
-            raise SlcolmError(f"schema file not found: {path}")
-        return str(path), path.read_bytes()
-    resource = resources.files("slcolm_dspy.signatures").joinpath(f"{name_or_path}.toml")
-    if not resource.is_file():
-        raise SlcolmError(f"unknown schema {name_or_path!r}: no signatures/{name_or_path}.toml")
-    return f"signatures/{name_or_path}.toml", resource.read_bytes()
-
-
 def load_schema(name_or_path: str | Path = "chisre") -> Schema:
     """Load a schema by name (shipped in `signatures/`) or from a `.toml` path."""
-    source, blob = _resolve(name_or_path)
-    try:
-        raw = tomllib.loads(blob.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SlcolmError(f"{source}: not valid TOML: {exc}") from None
+    source, raw = read_toml(name_or_path, package="slcolm_dspy.signatures", folder="", what="schema")
     try:
         return _build(raw, source)
     except (KeyError, TypeError) as exc:

@@ -20,10 +20,8 @@ sample, scored on the other) so that its 40 choices do not flatter it.
 from __future__ import annotations
 
 import itertools
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +31,7 @@ from dspy.teleprompt import Teleprompter
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.core.toml_files import read_toml
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
 from slcolm_dspy.guide.pipeline import GuideConfig
@@ -108,18 +107,8 @@ class SearchSpace:
 
 def load_preset(name_or_path: str | Path) -> SearchSpace:
     """A preset shipped in `optimize/` by name, or a TOML file."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml":
-        if not path.is_file():
-            raise SlcolmError(f"optimizer preset not found: {path}")
-        source, blob = str(path), path.read_bytes()
-    else:
-        resource = resources.files("slcolm_dspy.optimize").joinpath(f"{name_or_path}.toml")
-        if not resource.is_file():
-            raise SlcolmError(f"unknown optimizer preset {name_or_path!r}: no optimize/{name_or_path}.toml")
-        source, blob = f"optimize/{name_or_path}.toml", resource.read_bytes()
+    source, raw = read_toml(name_or_path, package="slcolm_dspy.optimize", folder="", what="optimizer preset")
     try:
-        raw = tomllib.loads(blob.decode("utf-8"))
         prompt = {k: list(v) for k, v in raw["prompt"].items()}
         unknown = sorted(set(prompt) - set(PROMPT_KNOBS))
         if unknown:
@@ -130,7 +119,7 @@ def load_preset(name_or_path: str | Path) -> SearchSpace:
             raise SlcolmError(f"{source}: every prompt knob needs at least one value")
         search = raw.get("search", {})
         return SearchSpace(
-            name=path.stem,
+            name=Path(str(name_or_path)).stem,
             description=raw.get("description", ""),
             sample=int(search.get("sample", 100)),
             budget_calls=int(search.get("budget_calls", 1000)),
@@ -148,8 +137,6 @@ def load_preset(name_or_path: str | Path) -> SearchSpace:
             dspy_optimizer=str(search.get("dspy_optimizer", "none")),
             dspy_demos=int(search.get("dspy_demos", 2)),
         )
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SlcolmError(f"{source}: not valid TOML: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise SlcolmError(f"{source}: missing or malformed entry {exc}") from None
 
