@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer  # offline switches: set by the slcolm_dspy package itself, before any other import
 
 from slcolm_dspy.cli.data_cmds import data_app
+from slcolm_dspy.cli.errors import DEBUG
 from slcolm_dspy.cli.eval_cmds import evaluate, replay
 from slcolm_dspy.cli.guide_cmds import guide, serve
 from slcolm_dspy.cli.program_cmds import compile_program, extract
@@ -18,6 +19,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+) -> None:
+    """SLCoLM relation extraction: a small supervised model guides an LLM."""
+    DEBUG["on"] = debug or DEBUG["on"]
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(slm_app, name="slm")
 app.add_typer(schema_app, name="schema")

@@ -12,7 +12,13 @@ from rich.table import Table
 
 from slcolm_dspy.cli.data_cmds import report_skipped
 from slcolm_dspy.cli.errors import reports_errors, stderr
-from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption
+from slcolm_dspy.cli.options import (
+    ConcurrencyOption,
+    DataOption,
+    MaxTokensOption,
+    SchemaOption,
+    SkipBadOption,
+)
 from slcolm_dspy.cli.render import make_console, pct, per_type_table, summary_table
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
@@ -21,6 +27,7 @@ from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.replay_pack import ReplayPack
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.evaluate.paper import entity_strings
+from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 from slcolm_dspy.replay import choose_sources, choose_w, load_w_rules, score_run, score_slm
 
 console = make_console()
@@ -48,8 +55,8 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="With --program: report directory (default PROGRAM/eval-SPLIT).")
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1)] = 1,
-    max_tokens: Annotated[int, typer.Option(min=16)] = 768,
+    concurrency: ConcurrencyOption = 1,
+    max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,
     protocol: Annotated[
         str, typer.Option(help="paper (the authors' string matching) or strict (offsets).")

@@ -9,13 +9,14 @@ from typing import Annotated
 import typer
 
 from slcolm_dspy.cli.errors import reports_errors
-from slcolm_dspy.cli.options import DataOption, SchemaOption
+from slcolm_dspy.cli.options import ConcurrencyOption, DataOption, MaxTokensOption, SchemaOption
 from slcolm_dspy.cli.render import make_console, progress_bar, summary_table
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.readers import read_records
+from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 
 console = make_console()
 
@@ -48,8 +49,8 @@ def guide(
     ] = "ascending",
     demo_pool: Annotated[str, typer.Option(help="Split the demonstrations come from (never test).")] = "dev",
     definitions: Annotated[int, typer.Option(min=1, help="At most this many definitions.")] = 12,
-    concurrency: Annotated[int, typer.Option(min=1)] = 1,
-    max_tokens: Annotated[int, typer.Option(min=16)] = 768,
+    concurrency: ConcurrencyOption = 1,
+    max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     embedder: Annotated[str, typer.Option(help="e5 or a local sentence-transformers directory.")] = "e5",
     data: DataOption = None,
     schema_name: SchemaOption = "chisre",
@@ -81,7 +82,6 @@ def guide(
         demo_source=demo_source,  # type: ignore[arg-type]
         demo_order=demo_order,  # type: ignore[arg-type]
         max_definitions=definitions,
-        concurrency=concurrency,
     )
     with console.status("loading the SLM, the embedder and the demonstration pool"):
         helper = Guide.from_files(schema, slm, embedder, pool, config)
@@ -99,7 +99,9 @@ def guide(
         open_lm(spec, cache_dir(), parallel=concurrency, log=run_dir / "server.log") as model,
         progress_bar(console, f"{module} via {lm}") as (_, on_done),
     ):
-        result = run_guide(helper, inputs, model, run_dir, settings=settings, on_done=on_done)
+        result = run_guide(
+            helper, inputs, model, run_dir, concurrency=concurrency, settings=settings, on_done=on_done
+        )
     predictions = read_records(run_dir / "predictions.jsonl", schema)[0]
     slm_predictions = read_records(run_dir / "slm.jsonl", schema)[0]
     scores = {}

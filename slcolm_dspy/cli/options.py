@@ -17,3 +17,8 @@ SchemaOption = Annotated[
 SkipBadOption = Annotated[
     bool, typer.Option("--skip-bad", help="Skip bad records (counted and listed) instead of stopping.")
 ]
+# Run settings: how a run talks to its LLM. Given at run time, never stored in a program.
+ConcurrencyOption = Annotated[
+    int, typer.Option(min=1, help="LLM requests in flight at once (and local server slots).")
+]
+MaxTokensOption = Annotated[int, typer.Option(min=16, help="Longest LLM reply, in tokens.")]

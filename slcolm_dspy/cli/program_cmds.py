@@ -14,12 +14,13 @@ import typer
 from rich.table import Table
 
 from slcolm_dspy.cli.errors import reports_errors
-from slcolm_dspy.cli.options import DataOption, SchemaOption
+from slcolm_dspy.cli.options import ConcurrencyOption, DataOption, MaxTokensOption, SchemaOption
 from slcolm_dspy.cli.render import make_console, pct, progress_bar
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
+from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 
 if TYPE_CHECKING:
     from slcolm_dspy.guide.pipeline import GuideConfig
@@ -68,8 +69,8 @@ def compile_program(
     seed: Annotated[int, typer.Option(help="Seed of the dev sample.")] = 0,
     demo_pool: Annotated[str, typer.Option(help="Split demonstrations come from (never test).")] = "dev",
     embedder: Annotated[str, typer.Option(help="e5 or a local sentence-transformers directory.")] = "e5",
-    concurrency: Annotated[int, typer.Option(min=1)] = 1,
-    max_tokens: Annotated[int, typer.Option(min=16)] = 768,
+    concurrency: ConcurrencyOption = 1,
+    max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,
     schema_name: SchemaOption = "chisre",
 ) -> None:
@@ -124,7 +125,7 @@ def compile_program(
         _open_lm(lm, api_base, max_tokens, concurrency, work / "server.log") as model,
         progress_bar(console, "dev sample") as (bar, on_done),
     ):
-        runner = GuideRunner(guide, model, work, on_done=on_done)
+        runner = GuideRunner(guide, model, work, concurrency=concurrency, on_done=on_done)
         search = DevF1Search(
             space, runner, schema, train_counts=train_counts, share_of=share_of, progress=bar.console.print
         )
@@ -259,8 +260,8 @@ def extract(
     lm: Annotated[str | None, typer.Option(help="Another LLM than the one compiled with.")] = None,
     api_base: ApiBaseOption = None,
     slm: Annotated[Path | None, typer.Option(help="The program's SLM, if it moved.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1)] = 1,
-    max_tokens: Annotated[int, typer.Option(min=16)] = 768,
+    concurrency: ConcurrencyOption = 1,
+    max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,
 ) -> None:
     """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""

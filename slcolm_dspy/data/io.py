@@ -17,34 +17,34 @@ def load_json(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SlcolmError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise SlcolmError(f"{path} is a directory, not a JSON file") from None
     except UnicodeDecodeError as exc:
         raise DataError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise DataError(
             str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise DataError(str(path), "JSON nested too deeply") from None
+    except ValueError as exc:  # a duplicate key, or a number too long to convert
+        raise DataError(str(path), str(exc).splitlines()[0]) from None
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object) for each non-blank line of a JSON Lines file."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise SlcolmError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise SlcolmError(f"{path} is a directory, not a JSON Lines file") from None
     with handle:
         for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    str(path), f"invalid JSON: {exc.msg} (column {exc.colno})", f"at line {lineno}"
-                ) from None
-            except UnicodeDecodeError as exc:
-                raise DataError(str(path), f"not UTF-8 text ({exc.reason})", f"at line {lineno}") from None
+            if line.strip():
+                yield lineno, _parse_line(path, lineno, line)
 
 
 def first_jsonl_object(path: Path) -> Any:
@@ -54,10 +54,99 @@ def first_jsonl_object(path: Path) -> Any:
 
 
 def written_ids(path: Path) -> set[str]:
-    """Ids of the records an earlier (possibly interrupted) run already appended to `path`."""
+    """Ids of the records an earlier (possibly interrupted) run already appended to `path`; a
+    torn last line (a crash mid-write) is not a record."""
     if not path.is_file():
         return set()
-    return {str(obj["id"]) for _, obj in iter_jsonl(path) if isinstance(obj, dict) and "id" in obj}
+    ids: set[str] = set()
+    for obj in complete_records(path):
+        if isinstance(obj, dict) and "id" in obj:
+            ids.add(str(obj["id"]))
+    return ids
+
+
+def complete_records(path: Path) -> Iterator[Any]:
+    """The parsed lines of a JSON Lines file that a run appends to, without a torn last line."""
+    blob = path.read_bytes()
+    lines = blob.split(b"\n")
+    torn = lines.pop() if lines else b""  # after the last newline: empty unless the write was cut
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield _parse_line(path, number, line)
+    if torn.strip():
+        try:
+            yield json.loads(torn)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return
+
+
+def _parse_line(path: Path, number: int, line: bytes) -> Any:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})", f"at line {number}"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            str(path), f"invalid JSON: {exc.msg} (column {exc.colno})", f"at line {number}"
+        ) from None
+    except RecursionError:
+        raise DataError(str(path), "JSON nested too deeply", f"at line {number}") from None
+    except ValueError as exc:  # a duplicate key, or a number too long to convert
+        raise DataError(str(path), str(exc).splitlines()[0], f"at line {number}") from None
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON lets a key repeat and the last silently wins; in a record that hides an error."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def drop_torn_tail(path: Path) -> bool:
+    """Cut a last line that a crash left half-written (no newline, not JSON, maybe half a UTF-8
+    character), so a resumed run appends after the last whole record and redoes the torn one.
+    True when something was cut."""
+    if not path.is_file():
+        return False
+    blob = path.read_bytes()
+    if not blob or blob.endswith(b"\n"):
+        return False
+    cut = blob.rfind(b"\n") + 1
+    try:
+        json.loads(blob[cut:])
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        with path.open("r+b") as handle:
+            handle.truncate(cut)
+        return True
+    with path.open("ab") as handle:  # a whole record that only lacks its newline
+        handle.write(b"\n")
+    return False
+
+
+def rewrite_jsonl(path: Path, keep: Any) -> int:
+    """Rewrite `path` keeping the parsed lines for which `keep(obj)` is true (atomically: a
+    crash leaves the old file or the new one). Returns how many lines were dropped."""
+    kept: list[bytes] = []
+    dropped = 0
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        if keep(json.loads(line)):
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(b"".join(x + b"\n" for x in kept))
+        partial.replace(path)
+    return dropped
 
 
 def sha256_of(path: Path) -> str:

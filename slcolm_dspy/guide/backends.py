@@ -24,14 +24,20 @@ LOCAL = "local"
 PLACEHOLDER_KEY = "sk-local-no-key"
 
 
+# Run settings' defaults, in one place: the CLI's options and the Python API both read these.
+DEFAULT_MAX_TOKENS = 768
+DEFAULT_TIMEOUT = 300.0
+
+
 @dataclass(frozen=True)
 class LMSpec:
+    """Which LLM a run talks to and how: run settings, never stored in a compiled program."""
+
     model: str  # a LiteLLM model string, or "local" / "local:<name>"
     api_base: str | None = None
     temperature: float = 0.0
-    max_tokens: int = 1024
-    timeout: float = 300.0
-    num_retries: int = 3
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    timeout: float = DEFAULT_TIMEOUT
 
     @property
     def is_local(self) -> bool:
@@ -52,7 +58,8 @@ def build_lm(spec: LMSpec, api_base: str | None = None, model: str | None = None
         "engine": "litellm",
         "temperature": spec.temperature,
         "max_tokens": spec.max_tokens,
-        "num_retries": spec.num_retries,
+        # one retry layer: ours (guide/faults.py), which honours Retry-After and records failures
+        "num_retries": 0,
         "timeout": spec.timeout,
         **extra,
     }

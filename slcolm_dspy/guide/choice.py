@@ -89,7 +89,9 @@ def apply_choices(
     drop: set[tuple[int, int, str]] = set()
     add: list[Relation] = []
     for d in decisions:
-        if routing is not None and not is_routed(d.get("best", 1.0), d.get("second", 0.0), routing):
+        if d.get("failed") or (
+            routing is not None and not is_routed(d.get("best", 1.0), d.get("second", 0.0), routing)
+        ):
             continue
         head, tail, types, probs = d["head"], d["tail"], d["types"], d["llm_probabilities"]
         if d["kind"] == "verify":
@@ -155,17 +157,21 @@ def letter_probabilities(logprobs: Any, n: int) -> np.ndarray | None:
     option letter is among the top tokens (the model meant to say something else: no information).
     """
     content = _get(logprobs, "content") if logprobs is not None else None
-    if not content:
+    if not content or not isinstance(content, list):
         return None
     position = next((t for t in content if str(_get(t, "token") or "").strip()), content[0])
     top = _get(position, "top_logprobs")
     if not top:
         return None
     mass = np.zeros(n)
-    for item in top:
+    for item in top if isinstance(top, list) else ():
         letter = str(_get(item, "token") or "").strip().rstrip(".．、")
+        logprob = _get(item, "logprob")
+        # a server's malformed entry (a word, NaN, +inf) carries no probability
+        if not isinstance(logprob, int | float) or not math.isfinite(logprob) or logprob > 1e-6:
+            continue
         if len(letter) == 1 and letter in LETTERS[:n]:
-            mass[LETTERS.index(letter)] += math.exp(_get(item, "logprob"))
+            mass[LETTERS.index(letter)] += math.exp(logprob)
     total = mass.sum()
     return mass / total if total > 0 else np.full(n, 1.0 / n)
 

@@ -22,10 +22,20 @@ class GuidedExtraction(dspy.Module):
         self.extract = dspy.Predict(signatures.guided_extraction(schema))
 
     def forward(
-        self, sentence: str, slm_hints: str, definitions: str, demonstrations: str
+        self,
+        sentence: str,
+        slm_hints: str,
+        definitions: str,
+        demonstrations: str,
+        config: dict[str, Any] | None = None,
     ) -> dspy.Prediction:
+        """`config` goes to the LM call as it is (e.g. `response_format` for JSON mode)."""
         return self.extract(
-            sentence=sentence, slm_hints=slm_hints, definitions=definitions, demonstrations=demonstrations
+            sentence=sentence,
+            slm_hints=slm_hints,
+            definitions=definitions,
+            demonstrations=demonstrations,
+            config=dict(config or {}),
         )
 
 
@@ -49,11 +59,17 @@ class RelationChoice(dspy.Module):
             )
             if probs is not None:
                 best = int(np.argmax(probs))
-                return dspy.Prediction(answer=LETTERS[best], probabilities=probs.tolist(), scored=True)
+                return dspy.Prediction(
+                    answer=LETTERS[best], probabilities=probs.tolist(), scored=True, failed=False
+                )
         # a letter is all that is wanted: a short cap keeps a rambling model from costing minutes
-        answer = self.choose(
-            sentence=sentence, options=options_text(options), config={"max_tokens": 16}
-        ).answer
-        letter = (answer or "").strip().upper()[:1]
+        try:
+            answer = self.choose(
+                sentence=sentence, options=options_text(options), config={"max_tokens": 16}
+            ).answer
+        except dspy.utils.exceptions.AdapterParseError:
+            # an answer we cannot read says nothing: the decision is skipped, the SLM's stands
+            return dspy.Prediction(answer="", probabilities=[], scored=False, failed=True)
+        letter = str(answer or "").strip().upper()[:1]
         probs = [1.0 if LETTERS[i] == letter else 0.0 for i in range(len(options))]
-        return dspy.Prediction(answer=letter, probabilities=probs, scored=False)
+        return dspy.Prediction(answer=letter, probabilities=probs, scored=False, failed=False)

@@ -25,7 +25,7 @@ import numpy as np
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
-from slcolm_dspy.data.io import written_ids
+from slcolm_dspy.data.io import complete_records, drop_torn_tail, rewrite_jsonl, written_ids
 from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
@@ -44,13 +44,24 @@ from slcolm_dspy.guide.choice import (
 )
 from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
 from slcolm_dspy.guide.embed import Embedder, cached_passages, make_embedder
+from slcolm_dspy.guide.faults import (
+    Interrupted,
+    LLMStopped,
+    RetryPolicy,
+    describe,
+    judge,
+    stop_message,
+    wait,
+)
 from slcolm_dspy.guide.grounding import Grounder, GroundingStats
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
 from slcolm_dspy.slm.encoders import cache_dir
 from slcolm_dspy.slm.extractor import PairScores, SpanExtractor
 
 ModuleName = Literal["extract", "choice"]
-TRANSPORT_RETRIES = 3
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass
@@ -69,7 +80,6 @@ class GuideConfig:
     verify: bool = True  # choice: ask yes/no about uncertain SLM triples
     relabel: bool = True  # choice: ask which type holds for uncertain pairs
     rotations: int = 2
-    concurrency: int = 1
     adapter: Literal["compact", "json", "chat"] = "compact"
     json_mode: bool = True  # ask the backend for a JSON object (llama.cpp constrains decoding to it)
 
@@ -93,19 +103,6 @@ def make_adapter(name: str, schema: Schema) -> Any:
     if name == "chat":
         return dspy.ChatAdapter()
     raise SlcolmError(f"unknown adapter {name!r}; choose compact, json or chat")
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    import litellm
-
-    names = (
-        "APIConnectionError",
-        "Timeout",
-        "ServiceUnavailableError",
-        "RateLimitError",
-        "InternalServerError",
-    )
-    return (*(getattr(litellm, n) for n in names if hasattr(litellm, n)), TimeoutError, ConnectionError)
 
 
 class Guide:
@@ -143,10 +140,11 @@ class Guide:
         return cls(schema, extractor, make_embedder(embedder), pool, config, cache=cache_dir() / "embeddings")
 
     def _configure_modules(self) -> None:
-        """Settings the modules read at call time: rotations, and JSON mode for extraction."""
+        """Settings the modules read at call time: rotations, and JSON mode for extraction (the
+        compact adapter asks for one JSON object, so the backend may constrain decoding to it)."""
         self.choice.rotations = self.config.rotations
-        if self.config.json_mode and self.config.adapter == "compact":
-            self.extraction.lm_config = {"response_format": {"type": "json_object"}}
+        json_mode = self.config.json_mode and self.config.adapter == "compact"
+        self.extraction_lm_config = {"response_format": {"type": "json_object"}} if json_mode else {}
 
     @property
     def retriever(self) -> DemoRetriever | None:
@@ -222,7 +220,7 @@ class Guide:
             "demos": [d.gold.id for d in item.demos],
         }
         try:
-            prediction = self.extraction(**self.extraction_inputs(item))
+            prediction = self.extraction(**self.extraction_inputs(item), config=self.extraction_lm_config)
             mentions, triples = prediction.entities, prediction.relations
         except dspy.utils.exceptions.AdapterParseError:
             meta["parse_error"] = True
@@ -270,9 +268,14 @@ class Guide:
                 options = relabel_options(self.schema, task.types, head, tail)
             prompt_chars.append(len(choice_prompt(self.schema.prompts, instructions, sentence, options)))
             result = self.choice(sentence=sentence, options=options, lm=lm)
-            decisions.append(
-                {**asdict(task), "llm_probabilities": list(result.probabilities), "scored": result.scored}
-            )
+            decision = {
+                **asdict(task),
+                "llm_probabilities": list(result.probabilities),
+                "scored": result.scored,
+            }
+            if result.failed:
+                decision["failed"] = True  # unreadable answer: apply_choices skips it
+            decisions.append(decision)
         return apply_choices(record, decisions, self.config.thresholds), {
             "llm": bool(decisions),
             "choices": decisions,
@@ -292,6 +295,8 @@ class RunSummary:
     cost: float = 0.0
     prompt_chars: list[int] = field(default_factory=list)
     parse_errors: int = 0
+    failed: int = 0  # sentences whose LLM calls kept failing: the SLM's record stands for them
+    failures: Counter[str] = field(default_factory=Counter)
     routed_pairs: int = 0
     pairs: int = 0
     seconds: float = 0.0
@@ -312,6 +317,8 @@ class RunSummary:
             "prompt_chars_mean": sum(chars) / len(chars) if chars else 0.0,
             "cost": self.cost,
             "parse_errors": self.parse_errors,
+            "failed": self.failed,
+            "failures": dict(self.failures.most_common(5)),
             "pairs": self.pairs,
             "routed_pairs": self.routed_pairs,
             "routed_share": self.routed_pairs / self.pairs if self.pairs else 0.0,
@@ -321,20 +328,50 @@ class RunSummary:
         }
 
 
+def finished_ids(path: Path) -> set[str]:
+    """Sentences a guide run has answered; failed ones (LLM calls that kept failing) are not."""
+    if not path.is_file():
+        return set()
+    return {
+        str(o["id"])
+        for o in complete_records(path)
+        if isinstance(o, dict) and "id" in o and not (o.get("guide") or {}).get("failed")
+    }
+
+
+def resume_journal(path: Path) -> set[str]:
+    """Make `predictions.jsonl` ready to append to: a torn last line is cut and failed sentences
+    are taken out (so they are asked again, and no id is ever written twice); returns the ids
+    already answered."""
+    if not path.is_file():
+        return set()
+    drop_torn_tail(path)
+    rewrite_jsonl(path, lambda o: not (isinstance(o, dict) and (o.get("guide") or {}).get("failed")))
+    return written_ids(path)
+
+
 def run_guide(
     guide: Guide,
     records: Sequence[Sentence],
     lm: Any,
     run_dir: Path,
     *,
+    concurrency: int = 1,
+    retry: RetryPolicy = DEFAULT_RETRY,
     settings: dict[str, Any] | None = None,
     on_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run `guide.config.module` over `records`, appending to run_dir/predictions.jsonl."""
+    """Run `guide.config.module` over `records`, appending to run_dir/predictions.jsonl.
+
+    `concurrency` and `retry` are run settings (how hard to push this backend), not part of the
+    program. A sentence whose calls keep failing keeps the SLM's record, marked failed; a refused
+    key stops the run (LLMStopped); Ctrl-C stops it within a moment (Interrupted). Either way what
+    was written stays, and a rerun goes on from there.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(run_dir / "dspy_cache"))
     out_path = run_dir / "predictions.jsonl"
-    done = written_ids(out_path)
+    done = resume_journal(out_path)
     todo = [r for r in records if r.id not in done]
     summary = RunSummary(resumed=len(done))
     adapter = make_adapter(guide.config.adapter, guide.schema)
@@ -348,46 +385,73 @@ def run_guide(
     slm_by_id.update(zip((r.id for r in earlier), guide.slm.predict(earlier), strict=True))
     write_jsonl([slm_by_id[r.id] for r in records], run_dir / "slm.jsonl")
     lock = threading.Lock()
-    transport = _transport_errors()
+    stop = threading.Event()
 
     def work(item: Prepared) -> tuple[Sentence, dict[str, Any]]:
-        for attempt in range(TRANSPORT_RETRIES + 1):
+        for attempt in range(retry.retries + 1):
+            if stop.is_set():
+                raise Interrupted("interrupted")
             try:
                 with dspy.context(lm=lm, adapter=adapter):
                     if guide.config.module == "extract":
                         return guide.extract(item)
                     return guide.choose(item, lm)
-            except transport as exc:
-                if attempt == TRANSPORT_RETRIES:
-                    raise SlcolmError(f"the LLM is unreachable after {attempt + 1} tries: {exc}") from None
-                time.sleep(2**attempt)
+            except (Interrupted, LLMStopped):
+                raise
+            except Exception as exc:
+                verdict = judge(exc)
+                if verdict == "raise":
+                    raise
+                if verdict == "stop":
+                    stop.set()
+                    raise LLMStopped(stop_message(exc)) from None
+                if verdict == "give_up" or attempt == retry.retries:
+                    return item.slm, {"llm": False, "failed": describe(exc), "attempts": attempt + 1}
+                wait(retry.delay(attempt, exc), stop)
         raise AssertionError("unreachable")
 
-    with (
-        out_path.open("a", encoding="utf-8") as sink,
-        ThreadPoolExecutor(max(1, guide.config.concurrency)) as pool,
-    ):
-        for item, (record, meta) in zip(prepared, pool.map(work, prepared), strict=True):
-            if guide.config.module == "extract":
-                summary.prompt_chars.append(guide.prompt_chars(item, adapter))
-                summary.parse_errors += int(meta.get("parse_error", False))
-                summary.grounding.update(meta.get("grounding", {}))
-            else:
-                summary.prompt_chars.extend(meta["prompt_chars"])
-                summary.pairs += len(item.pair_scores)
-                routed = {(c["head"], c["tail"]) for c in meta["choices"]}
-                summary.routed_pairs += len(routed)
-            summary.llm_sentences += int(meta.get("llm", True))
-            # every pair's two best SLM probabilities: narrower routing bands can be replayed offline
-            meta["pairs"] = [
-                [p.head, p.tail, *(round(x, 4) for x in top_two(p.probabilities))] for p in item.pair_scores
-            ]
-            with lock:
-                sink.write(json.dumps({**record.to_json(), "guide": meta}, ensure_ascii=False) + "\n")
-                sink.flush()
-                summary.sentences += 1
-            if on_done:
-                on_done(summary.sentences, len(todo))
+    def record(item: Prepared, record: Sentence, meta: dict[str, Any]) -> None:
+        if meta.get("failed"):
+            summary.failed += 1
+            summary.failures[meta["failed"]] += 1
+        elif guide.config.module == "extract":
+            summary.prompt_chars.append(guide.prompt_chars(item, adapter))
+            summary.parse_errors += int(meta.get("parse_error", False))
+            summary.grounding.update(meta.get("grounding", {}))
+        else:
+            summary.prompt_chars.extend(meta["prompt_chars"])
+            summary.parse_errors += sum(1 for c in meta["choices"] if c.get("failed"))
+            summary.pairs += len(item.pair_scores)
+            summary.routed_pairs += len({(c["head"], c["tail"]) for c in meta["choices"]})
+        summary.llm_sentences += int(meta.get("llm", True))
+        # every pair's two best SLM probabilities: narrower routing bands can be replayed offline
+        meta["pairs"] = [
+            [p.head, p.tail, *(round(x, 4) for x in top_two(p.probabilities))] for p in item.pair_scores
+        ]
+        with lock:
+            sink.write(json.dumps({**record.to_json(), "guide": meta}, ensure_ascii=False) + "\n")
+            sink.flush()
+            summary.sentences += 1
+        if on_done:
+            on_done(summary.sentences, len(todo))
+
+    pool = ThreadPoolExecutor(max(1, concurrency))
+    try:
+        with out_path.open("a", encoding="utf-8") as sink:
+            for item, (rec, meta) in zip(prepared, pool.map(work, prepared), strict=True):
+                record(item, rec, meta)
+    except (KeyboardInterrupt, Interrupted):
+        stop.set()
+        raise Interrupted(
+            f"interrupted after {summary.sentences} of {len(todo)} sentences; "
+            f"run the same command again to resume ({out_path} keeps what was written)"
+        ) from None
+    except LLMStopped:
+        stop.set()
+        raise
+    finally:
+        # never wait for calls still in flight: a hung request must not hold Ctrl-C hostage
+        pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
     summary.seconds = time.monotonic() - started
     for entry in lm.history[history_start:]:
         summary.llm_calls += 1
@@ -421,6 +485,8 @@ def run_guide(
             "prompt_chars_n",
         )
     }
+    # failed sentences are asked again by the next run: the journal holds this run's failures only
+    result["total"]["failed"] = summary.failed
     (run_dir / "run.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return result
 

@@ -17,7 +17,7 @@ from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.io import sha256_of
 from slcolm_dspy.data.text import split_sentences
-from slcolm_dspy.guide.backends import LMSpec, open_lm
+from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS, LMSpec, open_lm
 from slcolm_dspy.guide.pipeline import Guide
 from slcolm_dspy.program.artifact import CompiledProgram, load_program
 from slcolm_dspy.program.outcome import GuideOutcome
@@ -54,7 +54,7 @@ class RunOptions:
     slm: Path | None = None
     data: Path | None = None
     concurrency: int = 1
-    max_tokens: int = 768
+    max_tokens: int = DEFAULT_MAX_TOKENS
 
 
 DEFAULT_OPTIONS = RunOptions()
@@ -88,7 +88,14 @@ def run_guided(
     spec = LMSpec(model, api_base=base, max_tokens=options.max_tokens)
     with open_lm(spec, cache_dir(), parallel=options.concurrency, log=run_dir / "server.log") as client:
         return run_program(
-            compiled.program, guide, inputs, client, run_dir, settings=settings, on_done=on_done
+            compiled.program,
+            guide,
+            inputs,
+            client,
+            run_dir,
+            concurrency=options.concurrency,
+            settings=settings,
+            on_done=on_done,
         )
 
 

@@ -51,13 +51,19 @@ def config_to_json(config: GuideConfig) -> dict[str, Any]:
     return asdict(config)
 
 
+# Run settings that older programs stored with what was compiled; they are given at run time now.
+RUN_SETTINGS_ONCE_STORED = ("concurrency",)
+
+
 def config_from_json(blob: dict[str, Any]) -> GuideConfig:
+    if not isinstance(blob, dict):
+        raise SlcolmError(f"guide settings: expected an object, got {type(blob).__name__}")
     try:
-        blob = dict(blob)
+        blob = {k: v for k, v in blob.items() if k not in RUN_SETTINGS_ONCE_STORED}
         routing = RoutingSettings(**blob.pop("routing", {}))
         thresholds = ChoiceThresholds(**blob.pop("thresholds", {}))
         return replace(GuideConfig(**blob), routing=routing, thresholds=thresholds)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise SlcolmError(f"guide settings: {exc}") from None
 
 

@@ -10,15 +10,16 @@ from typing import Any
 
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.io import written_ids
-from slcolm_dspy.guide.pipeline import Guide, run_guide
+from slcolm_dspy.guide.pipeline import Guide, finished_ids, run_guide
 from slcolm_dspy.program.module import SLCoLMProgram, prompt_key
 from slcolm_dspy.program.outcome import GuideOutcome
 
 
 def is_complete(run_dir: Path, records: Sequence[Sentence]) -> bool:
-    """Every record has a guide output and an SLM record: reading needs no model and no LLM."""
+    """Every record has a guide answer (none failed) and an SLM record: reading needs no model
+    and no LLM. A run with failed sentences is not complete: running it again asks for those."""
     ids = {r.id for r in records}
-    return ids <= written_ids(run_dir / "predictions.jsonl") and ids <= written_ids(run_dir / "slm.jsonl")
+    return ids <= finished_ids(run_dir / "predictions.jsonl") and ids <= written_ids(run_dir / "slm.jsonl")
 
 
 def run_program(
@@ -28,6 +29,7 @@ def run_program(
     lm: Any,
     run_dir: Path,
     *,
+    concurrency: int = 1,
     settings: dict[str, Any] | None = None,
     on_done: Callable[[int, int], None] | None = None,
 ) -> tuple[GuideOutcome, int]:
@@ -36,7 +38,9 @@ def run_program(
     calls = 0
     if not is_complete(run_dir, records):
         program.bind(guide)
-        result = run_guide(guide, records, lm, run_dir, settings=settings, on_done=on_done)
+        result = run_guide(
+            guide, records, lm, run_dir, concurrency=concurrency, settings=settings, on_done=on_done
+        )
         calls = result["llm_calls"] - result["cached_calls"]
     return GuideOutcome.read(run_dir, records, guide.schema), calls
 
@@ -51,11 +55,13 @@ class GuideRunner:
         lm: Any,
         work_dir: Path,
         *,
+        concurrency: int = 1,
         on_done: Callable[[int, int], None] | None = None,
     ) -> None:
         self.guide = guide
         self.lm = lm
         self.work_dir = work_dir
+        self.concurrency = concurrency
         self.on_done = on_done
 
     def run_dir(self, program: SLCoLMProgram) -> Path:
@@ -64,4 +70,12 @@ class GuideRunner:
     def __call__(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> tuple[GuideOutcome, int]:
         # the guide sees text only; the optimizer scores the outcome against the gold it holds
         inputs = [r.with_predictions((), ()) for r in records]
-        return run_program(program, self.guide, inputs, self.lm, self.run_dir(program), on_done=self.on_done)
+        return run_program(
+            program,
+            self.guide,
+            inputs,
+            self.lm,
+            self.run_dir(program),
+            concurrency=self.concurrency,
+            on_done=self.on_done,
+        )
