@@ -48,9 +48,10 @@ def make_guide(schema, extractor, embedder, **config):
     return Guide(schema, extractor, embedder, [], GuideConfig(demos=0, **config))
 
 
-def choice_config() -> dict:
+def choice_config(rotations: int = 1) -> dict:
     # every pair routed, so every sentence with two entities asks questions
-    return {"module": "choice", "routing": RoutingSettings(low=0.0, high=1.01, top_n=2)}
+    routing = RoutingSettings(low=0.0, high=1.01, top_n=2)
+    return {"module": "choice", "routing": routing, "rotations": rotations}
 
 
 def lm_for(server: WireServer, **spec):
@@ -210,7 +211,7 @@ def test_bad_content_never_crashes_either_module(
 
 
 def test_choice_scores_letters_from_logprobs_on_the_wire(schema, extractor, embedder, inputs, tmp_path):
-    guide = make_guide(schema, extractor, embedder, **choice_config())
+    guide = make_guide(schema, extractor, embedder, **choice_config(rotations=2))
     with WireServer(lambda r, n: chat_reply("A", logprobs=LETTER_A)) as server:
         result = run_guide(guide, inputs[:2], lm_for(server), tmp_path)
     assert result["llm_calls"] == len(server.requests) > 0

@@ -36,14 +36,13 @@ def crash_log_dir() -> Path:
     return Path(os.environ.get("SLCOLM_LOG_DIR") or Path(tempfile.gettempdir()) / "slcolm-logs")
 
 
-def _write_crash_log(exc: BaseException) -> Path | None:
+def _write_crash_log(exc: BaseException, command: str) -> Path | None:
     try:
         folder = crash_log_dir()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        path.write_text(
-            f"slcolm {' '.join(sys.argv[1:])}\n" + "".join(traceback.format_exception(exc)), encoding="utf-8"
-        )
+        header = f"command: {command}\nargv: {' '.join(sys.argv[1:])}\n"
+        path.write_text(header + "".join(traceback.format_exception(exc)), encoding="utf-8")
         return path
     except OSError:
         return None
@@ -81,7 +80,7 @@ def reports_errors(command: F) -> F:
         except Exception as exc:
             if DEBUG["on"]:
                 raise
-            log = _write_crash_log(exc)
+            log = _write_crash_log(exc, command.__name__)
             where = f"; traceback in {log}" if log else ""
             first = (str(exc).splitlines() or [""])[0][:200]
             stderr.print(

@@ -1,0 +1,56 @@
+"""The CLI's error contract: one line and an exit code, never a traceback unless asked for."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+from wire_server import Reply, WireServer
+
+import slcolm_dspy.cli.data_cmds as data_cmds
+from slcolm_dspy.cli import errors
+from slcolm_dspy.cli.app import app
+
+runner = CliRunner()
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("something we did not foresee\nsecond line")
+
+
+def test_an_unexpected_error_is_one_line_and_a_log_with_the_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLCOLM_LOG_DIR", str(tmp_path))
+    monkeypatch.setattr(data_cmds, "load_schema", _boom)
+    result = runner.invoke(app, ["data", "stats"])
+    assert result.exit_code == errors.EXIT_INTERNAL_ERROR
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "RuntimeError: something we did not foresee" in lines[0]
+    assert "Traceback" not in result.output and "--debug" in lines[0]
+    (log,) = tmp_path.glob("crash-*.log")
+    text = log.read_text(encoding="utf-8")
+    assert "Traceback" in text and "_boom" in text and "command: stats" in text
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    monkeypatch.setattr(data_cmds, "load_schema", _boom)
+    monkeypatch.setitem(errors.DEBUG, "on", False)
+    result = runner.invoke(app, ["--debug", "data", "stats"])
+    assert isinstance(result.exception, RuntimeError)  # raised through, for the traceback
+
+
+def test_a_refused_key_is_one_line_about_the_key(tiny_slm, corpus_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wire-wrong-key-123")
+    refuse = Reply(
+        status=401, body={"error": {"message": "Incorrect API key provided: sk-wire-wrong-key-123"}}
+    )
+    with WireServer(lambda r, n: refuse) as server:
+        result = runner.invoke(
+            app,
+            ["guide", "--split", "dev", "--limit", "2", "--lm", "openai/wire", "--api-base", server.api_base,
+             "--slm", str(tiny_slm[0]), "--demos", "0", "--out", str(tmp_path / "run"), "--data", str(corpus_dir)],
+        )  # fmt: skip
+    assert result.exit_code == errors.EXIT_USER_ERROR, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert (
+        line.startswith("error: the LLM server refused the API key (HTTP 401)") and "OPENAI_API_KEY" in line
+    )
+    assert "sk-wire-wrong-key-123" not in result.output  # the echoed key is masked
+    assert len(server.requests) == 1
