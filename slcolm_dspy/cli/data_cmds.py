@@ -16,6 +16,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.build import ReadReport
 from slcolm_dspy.data.corpus import fetch_corpus, load_split, resolve_data_dir
+from slcolm_dspy.data.paths import output_file
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.stats import relation_table, split_stats
 from slcolm_dspy.data.variants import add_variant, opencc_converter
@@ -68,6 +69,7 @@ def stats(
     skip_bad: SkipBadOption = False,
 ) -> None:
     """Per-split counts and the relation frequency table, marked head/tail."""
+    output_file(as_json, "--json")
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     if schema.corpus is None:
@@ -138,6 +140,7 @@ def convert(
     skip_bad: SkipBadOption = False,
 ) -> None:
     """Convert any supported file (SpERT JSON included) to the generic JSONL format."""
+    output_file(out)
     schema = load_schema(schema_name)
     records, report = read_records(source, schema, skip_bad=skip_bad)
     report_skipped(report)

@@ -23,6 +23,7 @@ from slcolm_dspy.cli.render import make_console, pct, per_type_table, summary_ta
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
+from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.replay_pack import ReplayPack
 from slcolm_dspy.evaluate import RelationEvaluator
@@ -74,6 +75,9 @@ def evaluate(
 ) -> None:
     """Score predictions against gold (--pred/--gold), or a compiled program on a split (--program):
     micro/macro P/R/F1 under both protocols, head/tail macro, per type, NER."""
+    output_file(as_json, "--json")
+    if out is not None:
+        output_dir(out)
     if program is not None:
         from slcolm_dspy.cli.program_cmds import evaluate_program
 
@@ -143,6 +147,7 @@ def replay(
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Re-score the paper's recorded outputs; check them against expected.json; try every merge mode."""
+    output_file(as_json, "--json")
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     pack_dir = pack or data_dir / "replay"

@@ -15,6 +15,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
+from slcolm_dspy.data.paths import output_dir
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 
@@ -56,6 +57,8 @@ def guide(
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Run the LLM stage on a split; write grounded predictions that `slcolm evaluate` scores."""
+    if out is not None:
+        output_dir(out)
     from slcolm_dspy.evaluate import RelationEvaluator
     from slcolm_dspy.guide.backends import LMSpec, open_lm
     from slcolm_dspy.guide.pipeline import Guide, GuideConfig, run_guide

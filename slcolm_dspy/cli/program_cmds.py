@@ -20,6 +20,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
+from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def compile_program(
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Compile the LLM stage on dev: search prompts, routing and merge policy; save a program."""
+    output_dir(out)
     from dataclasses import replace
 
     from slcolm_dspy.evaluate import RelationEvaluator
@@ -265,6 +267,7 @@ def extract(
     data: DataOption = None,
 ) -> None:
     """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""
+    output_file(out)
     from slcolm_dspy.data.writers import write_jsonl
     from slcolm_dspy.program import load_program
     from slcolm_dspy.program.apply import RunOptions, extract_records, lm_for

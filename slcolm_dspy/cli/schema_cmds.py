@@ -14,6 +14,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.draft import check_schema, draft_schema
+from slcolm_dspy.data.paths import output_file
 from slcolm_dspy.guide.triggers import TriggerSettings, coverage, mine_triggers, write_lexicon
 
 schema_app = typer.Typer(
@@ -33,6 +34,7 @@ def triggers(
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Mine trigger n-grams per relation type from train; report their coverage of dev gold types."""
+    output_file(out)
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     train_records, _ = load_split(data_dir, "train", schema)
@@ -68,6 +70,7 @@ def init(
 ) -> None:
     """Draft a schema from annotated data: inventories with train counts, head/tail split,
     direction-insensitive candidates, language, TODO definition stubs."""
+    output_file(out)
     if out.exists() and not force:
         raise SlcolmError(f"--out {out} exists; pass --force to overwrite it")
     text, summary = draft_schema(data, name or out.stem, head_threshold)

@@ -16,6 +16,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.io import written_ids
+from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.writers import JsonlAppender
 from slcolm_dspy.slm.config import TrainConfig
@@ -92,6 +93,7 @@ def train(
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Train on the train split; evaluate on dev every epoch; keep the best-on-dev checkpoint."""
+    output_dir(out)
     from slcolm_dspy.slm.train import train as run_training
 
     if units not in ("auto", "char", "word"):
@@ -194,6 +196,7 @@ def predict(
     skip_bad: SkipBadOption = False,
 ) -> None:
     """Predict entities (with confidence) and relations (with probability) for every sentence."""
+    output_file(out)
     from slcolm_dspy.slm.extractor import SpanExtractor
 
     schema = load_schema(schema_name)

@@ -7,6 +7,7 @@ its offsets, a relation index out of range, an unknown type.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class SentenceBuilder:
         text = raw.get("text")
         if not isinstance(text, str):
             raise self.fail(record, f"{where} has neither offsets nor a text")
+        self.checked_text(text, record, f"{where} text")
         etype = raw.get("type")
         return Entity(
             type=None if etype is None else self.entity_type(etype, record),
@@ -129,10 +131,25 @@ class SentenceBuilder:
         )
 
     def _confidence(self, raw: Mapping[str, Any], record: str | int, where: str) -> float | None:
-        confidence = raw.get("confidence")
-        if confidence is not None and not _is_number(confidence):
-            raise self.fail(record, f"{where} confidence must be a number, got {confidence!r}")
-        return None if confidence is None else float(confidence)
+        return self.score(raw.get("confidence"), record, f"{where} confidence")
+
+    def score(self, value: Any, record: str | int, what: str) -> float | None:
+        """A confidence or probability: absent, or a finite number in [0, 1]."""
+        if value is None:
+            return None
+        if not _is_number(value):
+            raise self.fail(record, f"{what} must be a number, got {value!r}")
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise self.fail(record, f"{what} must lie in [0, 1], got {value!r}")
+        return float(value)
+
+    def checked_text(self, value: str, record: str | int, what: str) -> str:
+        """Text that can be written back as UTF-8: JSON's \\ud800 escapes make strings that cannot."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise self.fail(record, f"{what} holds an unpaired surrogate at character {exc.start}") from None
+        return value
 
     def relation(self, raw: Any, n_entities: int, record: str | int, index: int) -> Relation:
         where = f"relation {index}"
@@ -148,14 +165,13 @@ class SentenceBuilder:
                     record,
                     f"{where} {name} index {value!r} out of range ({n_entities} entities)",
                 )
-        probability = raw.get("probability")
-        if probability is not None and not _is_number(probability):
-            raise self.fail(record, f"{where} probability must be a number, got {probability!r}")
+        if head == tail:
+            raise self.fail(record, f"{where} joins entity {head} with itself")
         return Relation(
             type=self.relation_type(raw["type"], record),
             head=head,
             tail=tail,
-            probability=None if probability is None else float(probability),
+            probability=self.score(raw.get("probability"), record, f"{where} probability"),
         )
 
     def sentence(
@@ -171,6 +187,9 @@ class SentenceBuilder:
     ) -> Sentence:
         if not isinstance(text, str) or not text:
             raise self.fail(record, "text must be a non-empty string")
+        self.checked_text(text, record, "text")
+        for name, form in (variants or {}).items():
+            self.checked_text(form, record, f"variant {name!r}")
         if not isinstance(entities, list):
             raise self.fail(record, "'entities' must be a list")
         if not isinstance(relations, list):

@@ -72,7 +72,13 @@ def fetch_corpus(
                 on_file(name, "present")
             written.append(target)
             continue
-        url = template.format(**fields, file=name)
+        try:
+            url = template.format(**fields, file=name)
+        except (KeyError, IndexError, ValueError) as exc:
+            known = ", ".join("{" + k + "}" for k in (*fields, "file"))
+            raise SlcolmError(
+                f"fetch URL template {template!r}: bad field {exc}; known fields: {known}"
+            ) from None
         tmp = target.with_name(name + ".part")
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as handle:

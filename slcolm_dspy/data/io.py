@@ -33,8 +33,9 @@ def load_json(path: Path) -> Any:
         raise DataError(str(path), str(exc).splitlines()[0]) from None
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object) for each non-blank line of a JSON Lines file."""
+def iter_jsonl(path: Path, *, bad: list[DataError] | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed object) for each non-blank line of a JSON Lines file. With
+    `bad`, a line that does not parse is appended there and skipped instead of raised."""
     try:
         handle = path.open("rb")
     except FileNotFoundError:
@@ -43,8 +44,16 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
         raise SlcolmError(f"{path} is a directory, not a JSON Lines file") from None
     with handle:
         for lineno, line in enumerate(handle, start=1):
-            if line.strip():
-                yield lineno, _parse_line(path, lineno, line)
+            if not line.strip():
+                continue
+            try:
+                parsed = _parse_line(path, lineno, line)
+            except DataError as err:
+                if bad is None:
+                    raise
+                bad.append(err)
+                continue
+            yield lineno, parsed
 
 
 def first_jsonl_object(path: Path) -> Any:

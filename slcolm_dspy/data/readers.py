@@ -109,6 +109,8 @@ def _twin_variants(twin: Path, texts: list[str], schema: Schema) -> list[str] | 
     for index, (text, rec) in enumerate(zip(texts, data, strict=True)):
         tokens = rec.get("tokens") if isinstance(rec, dict) else None
         if isinstance(tokens, list):
+            if not all(isinstance(t, str) for t in tokens):
+                raise DataError(str(twin), "'tokens' must be strings", index + 1)
             tokens = "".join(tokens)
         if not isinstance(tokens, str):
             raise DataError(str(twin), "missing 'tokens'", index + 1)
@@ -229,6 +231,8 @@ def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
         if sid in seen:
             raise builder.fail(record, f"duplicate id {sid!r}")
         seen.add(sid)
+        if not isinstance(rec["text"], str) or not rec["text"]:
+            raise builder.fail(record, f"'text' must be a non-empty string, got {rec['text']!r:.60}")
         variants = rec.get("variants") or {}
         if not isinstance(variants, dict) or any(
             not isinstance(v, str) or len(v) != len(rec["text"]) for v in variants.values()
@@ -245,7 +249,10 @@ def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
         )
 
     def items() -> Iterator[tuple[int, Callable[[], Sentence]]]:
-        for lineno, rec in iter_jsonl(path):
+        # with skip_bad, a line that is not JSON (or not UTF-8) is skipped and counted like any
+        # other bad record
+        bad = builder.report.skipped if skip_bad else None
+        for lineno, rec in iter_jsonl(path, bad=bad):
             yield lineno, (lambda lineno=lineno, rec=rec: make(lineno, rec))
 
     return _collect(builder, items(), skip_bad), builder.report
@@ -273,6 +280,7 @@ def detect_format(path: Path) -> str:
                 "id" not in first
                 and isinstance(ents, list)
                 and ents
+                and isinstance(ents[0], dict)
                 and "span" in ents[0]
                 and "start" not in ents[0]
             ):

@@ -48,10 +48,9 @@ def _ungrounded(
                 index[name] = len(entities)
                 entities.append(Entity(type=None, text=name))
             ends.append(index[name])
-        prob = raw.get("probability")
-        rels.append(
-            Relation(builder.relation_type(raw["type"], record), ends[0], ends[1], prob and float(prob))
-        )
+        # recorded outputs: two mentions with one string make a head == tail pair; kept as recorded
+        prob = builder.score(raw.get("probability"), record, f"relation {n} probability")
+        rels.append(Relation(builder.relation_type(raw["type"], record), ends[0], ends[1], prob))
     return Sentence(sid, text, tuple(entities), tuple(rels))
 
 
@@ -69,7 +68,11 @@ def _read(
             raise builder.fail(record, "expected an object with 'text'")
         mentions = mentions_of(builder, record, rec)
         sid = f"{path.stem}-{lineno:04d}"
-        out.append(_ungrounded(builder, record, sid, rec["text"], mentions, rec.get("relations", [])))
+        relations = rec.get("relations", [])
+        if not isinstance(relations, list):
+            raise builder.fail(record, "'relations' must be a list")
+        builder.checked_text(rec["text"], record, "text")
+        out.append(_ungrounded(builder, record, sid, rec["text"], mentions, relations))
     return out, builder.report
 
 
@@ -77,20 +80,24 @@ def _gold_mentions(builder: SentenceBuilder, record: str, rec: dict[str, Any]) -
     groups = rec.get("entities", {})
     if not isinstance(groups, dict):
         raise builder.fail(record, "'entities' must map type names to lists")
-    return [
-        (builder.entity_type(name, record), str(span), None)
-        for name, spans in groups.items()
-        for span in spans
-    ]
+    out: Mentions = []
+    for name, spans in groups.items():
+        if not isinstance(spans, list) or not all(isinstance(x, str) for x in spans):
+            raise builder.fail(record, f"entities of type {name!r} must be a list of strings")
+        out.extend((builder.entity_type(name, record), span, None) for span in spans)
+    return out
 
 
 def _slm_mentions(builder: SentenceBuilder, record: str, rec: dict[str, Any]) -> Mentions:
     mentions: Mentions = []
-    for n, ent in enumerate(rec.get("entities", [])):
-        if not isinstance(ent, dict) or "span" not in ent or "type" not in ent:
-            raise builder.fail(record, f"entity {n} needs type and span")
-        conf = ent.get("confidence")
-        mentions.append((builder.entity_type(ent["type"], record), ent["span"], conf and float(conf)))
+    entities = rec.get("entities", [])
+    if not isinstance(entities, list):
+        raise builder.fail(record, "'entities' must be a list")
+    for n, ent in enumerate(entities):
+        if not isinstance(ent, dict) or not isinstance(ent.get("span"), str) or "type" not in ent:
+            raise builder.fail(record, f"entity {n} needs a type and a string span")
+        conf = builder.score(ent.get("confidence"), record, f"entity {n} confidence")
+        mentions.append((builder.entity_type(ent["type"], record), ent["span"], conf))
     return mentions
 
 
@@ -144,5 +151,14 @@ class ReplayPack:
             runs=runs,
             dev_gold=read_gold(dev_gold, schema)[0] if dev_gold.is_file() else [],
             dev_slm=read_slm(dev_slm, schema)[0] if dev_slm.is_file() else [],
-            expected=load_json(expected) if expected.is_file() else {},
+            expected=_expected(expected),
         )
+
+
+def _expected(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    blob = load_json(path)
+    if not isinstance(blob, dict):
+        raise DataError(str(path), f"expected a JSON object of recorded numbers, got a {type(blob).__name__}")
+    return blob

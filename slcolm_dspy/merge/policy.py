@@ -104,6 +104,8 @@ class MergePolicy:
             )
         except KeyError as exc:
             raise SlcolmError(f"merge policy: missing key {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SlcolmError(f"merge policy: malformed ({exc})") from None
 
 
 def learn_per_type(

@@ -49,6 +49,37 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SlcolmError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except (UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise SlcolmError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
+
+
+# What each file of a program directory must hold (format slcolm-program/1): field -> type.
+REQUIRED_FIELDS: dict[str, dict[str, type]] = {
+    "manifest.json": {"format": str, "schema": str, "lm": dict},
+    "settings.json": {"guide": dict, "policy": dict},
+    "retrieval.json": {},
+    "slm.json": {"path": str, "sha256": str},
+    "dev_metrics.json": {},
+}
+
+
+def _read_part(directory: Path, name: str) -> dict[str, Any]:
+    """One program file, checked against REQUIRED_FIELDS: every problem names file and field."""
+    path = directory / name
+    blob = _read_json(path)
+    if not isinstance(blob, dict):
+        raise SlcolmError(f"{path}: expected a JSON object, got {type(blob).__name__}")
+    for key, kind in REQUIRED_FIELDS[name].items():
+        if key not in blob:
+            raise SlcolmError(f"{path}: missing field {key!r} ({FORMAT} needs it)")
+        if not isinstance(blob[key], kind):
+            raise SlcolmError(
+                f"{path}: field {key!r} must be a JSON {_JSON_NAMES[kind]}, got {type(blob[key]).__name__}"
+            )
+    return blob
+
+
+_JSON_NAMES = {str: "string", dict: "object", list: "array", int: "integer"}
 
 
 def _copy_schema(schema: Schema, target: Path) -> Path:
@@ -158,17 +189,27 @@ class CompiledProgram:
 
 
 def load_program(directory: Path) -> CompiledProgram:
-    manifest = _read_json(directory / "manifest.json")
+    if not directory.is_dir():
+        raise SlcolmError(f"program directory not found: {directory}")
+    manifest = _read_part(directory, "manifest.json")
     if manifest.get("format") != FORMAT:
         raise SlcolmError(
             f"{directory}: unknown program format {manifest.get('format')!r}; expected {FORMAT}"
         )
-    schema = load_schema(directory / manifest["schema"])
+    schema_path = directory / manifest["schema"]
+    if not schema_path.is_file() or directory.resolve() not in schema_path.resolve().parents:
+        raise SlcolmError(
+            f"{directory / 'manifest.json'}: schema {manifest['schema']!r} is not a file in the program"
+        )
+    schema = load_schema(schema_path)
     if (directory / PROMPTS).is_file():
         schema = dataclasses.replace(schema, prompts=load_prompt_file(directory / PROMPTS))
-    settings = _read_json(directory / "settings.json")
-    config = config_from_json(settings.get("guide", {}))
-    policy = MergePolicy.from_json(settings.get("policy", {"kind": "slm"}))
+    settings = _read_part(directory, "settings.json")
+    try:
+        config = config_from_json(settings["guide"])
+        policy = MergePolicy.from_json(settings["policy"])
+    except SlcolmError as exc:
+        raise SlcolmError(f"{directory / 'settings.json'}: {exc}") from None
     program = SLCoLMProgram(schema, config, policy)
     if not (directory / "program.json").is_file():
         raise SlcolmError(f"{directory} is not a compiled program: program.json is missing")
@@ -181,9 +222,9 @@ def load_program(directory: Path) -> CompiledProgram:
         program,
         schema,
         manifest,
-        _read_json(directory / "retrieval.json"),
-        _read_json(directory / "slm.json"),
-        _read_json(directory / "dev_metrics.json"),
+        _read_part(directory, "retrieval.json"),
+        _read_part(directory, "slm.json"),
+        _read_part(directory, "dev_metrics.json"),
     )
 
 

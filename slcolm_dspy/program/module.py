@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import MISSING, asdict, fields, replace
 from typing import Any
 
 import dspy
@@ -60,11 +60,29 @@ def config_from_json(blob: dict[str, Any]) -> GuideConfig:
         raise SlcolmError(f"guide settings: expected an object, got {type(blob).__name__}")
     try:
         blob = {k: v for k, v in blob.items() if k not in RUN_SETTINGS_ONCE_STORED}
-        routing = RoutingSettings(**blob.pop("routing", {}))
-        thresholds = ChoiceThresholds(**blob.pop("thresholds", {}))
-        return replace(GuideConfig(**blob), routing=routing, thresholds=thresholds)
+        routing = _typed(RoutingSettings(**blob.pop("routing", {})), "routing")
+        thresholds = _typed(ChoiceThresholds(**blob.pop("thresholds", {})), "thresholds")
+        config = _typed(GuideConfig(**blob), "guide")
+        return replace(config, routing=routing, thresholds=thresholds)
     except (TypeError, ValueError) as exc:
         raise SlcolmError(f"guide settings: {exc}") from None
+
+
+def _typed(value: Any, where: str) -> Any:
+    """A dataclass read from JSON, each field of the same JSON kind as its default (a routing
+    band of "high" would otherwise fail much later, inside a comparison)."""
+    for item in fields(value):
+        default = item.default
+        given = getattr(value, item.name)
+        if default is MISSING or given is default:
+            continue
+        number = isinstance(default, int | float) and not isinstance(default, bool)
+        if number and not (isinstance(given, int | float) and not isinstance(given, bool)):
+            raise SlcolmError(f"{where} setting {item.name!r} must be a number, got {given!r}")
+        if isinstance(default, bool | str) and not isinstance(given, type(default)):
+            kind = type(default).__name__
+            raise SlcolmError(f"{where} setting {item.name!r} must be a {kind}, got {given!r}")
+    return value
 
 
 def prompt_key(program: SLCoLMProgram) -> str:

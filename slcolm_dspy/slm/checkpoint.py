@@ -64,18 +64,23 @@ def load(directory: Path) -> tuple[SpanRelationModel, UnitVocab, Labels, dict[st
         )
     if config.get("format") != FORMAT:
         raise SlcolmError(f"{directory / CONFIG}: not an SLM config (format {config.get('format')!r})")
-    vocab = UnitVocab.from_json(_read_json(directory / VOCAB))
-    rows = config["encoder"]["config"]["vocab_size"]
+    try:
+        vocab = UnitVocab.from_json(_read_json(directory / VOCAB))
+        rows = config["encoder"]["config"]["vocab_size"]
+        labels = Labels(tuple(config["entity_types"]), tuple(config["relation_types"]))
+        model = SpanRelationModel(
+            encoder_from_config(config["encoder"]),
+            len(labels.entity_types),
+            len(labels.relation_types),
+            config["max_span"],
+            width_dim=config["width_dim"],
+        )
+    except KeyError as exc:
+        raise SlcolmError(f"{directory / CONFIG}: missing field {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SlcolmError(f"{directory}: malformed SLM config or vocabulary ({exc})") from None
     if rows != len(vocab):
         raise SlcolmError(f"{directory}: vocabulary has {len(vocab)} entries but the encoder has {rows} rows")
-    labels = Labels(tuple(config["entity_types"]), tuple(config["relation_types"]))
-    model = SpanRelationModel(
-        encoder_from_config(config["encoder"]),
-        len(labels.entity_types),
-        len(labels.relation_types),
-        config["max_span"],
-        width_dim=config["width_dim"],
-    )
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise SlcolmError(f"{directory} is not a saved SLM: {WEIGHTS} missing")
