@@ -37,8 +37,12 @@ def draft(tmp_path: Path) -> Path:
 
 
 def test_schema_init_reads_brat(tmp_path):
-    schema = load_schema(draft(tmp_path))
-    assert set(schema.entity_names) == {"Person", "Place"}  # Organisation is only in dev
+    path = draft(tmp_path)
+    schema = load_schema(path)
+    # Organisation is only in dev: kept (an entity type cannot be mapped away), flagged for review
+    assert set(schema.entity_names) == {"Person", "Place", "Organisation"}
+    text = path.read_text(encoding="utf-8")
+    assert '"Organisation" = "Organisation"  # TODO review: 0 in train, seen in dev only' in text
     assert set(schema.relation_types) == {"Born_In", "Colleague", "Lives_In"}
     assert schema.language == "en" and schema.primary_protocol == "strict"
 
@@ -79,7 +83,9 @@ def test_data_convert_writes_generic_jsonl_from_brat(tmp_path):
     assert [line["id"] for line in lines] == ["letters:0", "letters:52", "letters:76"]
     again, _ = read_records(out, load_schema(schema_file))
     assert [len(r.relations) for r in again] == [1, 1, 1]
-    # the dev document's type is not in the draft: a one-line error naming file and line
+    # a type the schema lacks (here taken out of the draft): a one-line error naming file and line
+    lines = schema_file.read_text(encoding="utf-8").splitlines()
+    schema_file.write_text("\n".join(x for x in lines if not x.startswith('"Organisation"')), "utf-8")
     result = runner.invoke(
         app,
         [

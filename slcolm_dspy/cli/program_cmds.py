@@ -201,8 +201,13 @@ def _print_refused(refused: list[tuple[dict[str, Any], Any, float]], cap: float)
         f"sentences) exceeds --max-llm-share {cap:.0%}; raise it to consider them",
         markup=False,
     )
-    for prompt, band, share in sorted(refused, key=lambda r: r[2])[:5]:
-        console.print(f"  refused: {prompt} routing {band} -> {share:.0%} to the LLM", markup=False)
+    # one line per routing band: the answer thresholds tried under a band share its LLM share
+    bands: dict[str, tuple[float, int]] = {}
+    for prompt, band, share in refused:
+        key = f"{prompt} routing low={band.low} high={band.high} margin={band.margin} top_n={band.top_n}"
+        bands[key] = (share, bands.get(key, (share, 0))[1] + 1)
+    for key, (share, count) in sorted(bands.items(), key=lambda item: item[1][0])[:5]:
+        console.print(f"  refused: {key} -> {share:.0%} to the LLM ({count} settings)", markup=False)
 
 
 def _print_candidates(rows: list[Any], total: int) -> None:

@@ -40,7 +40,7 @@ def load_split(
     if split not in spec.splits:
         raise SlcolmError(f"unknown split {split!r}; choose from {', '.join(spec.splits)}")
     path = data_dir / spec.splits[split].file
-    if not path.is_file():
+    if not path.exists():  # a file, or a directory of brat documents
         raise SlcolmError(f"{path} not found: run `slcolm data fetch {schema.name}` or pass --data DIR")
     return read_records(path, schema, skip_bad=skip_bad)  # any supported format
 

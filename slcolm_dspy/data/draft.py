@@ -131,6 +131,15 @@ def symmetric_candidates(prof: Profile, min_count: int = 5) -> list[str]:
     return out
 
 
+def _unseen_entity_types(unseen: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Entity types missing from train -> the splits they appear in."""
+    out: dict[str, list[str]] = {}
+    for split, types in unseen.items():
+        for t in types:
+            out.setdefault(t, []).append(split)
+    return dict(sorted(out.items()))
+
+
 def _q(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -168,6 +177,11 @@ def draft_schema(paths: Sequence[Path], name: str, head_threshold: int = 100) ->
         "# Entity type code -> display name (the name prompts use). Train counts in comments.",
         "[entities]",
         *(f"{_q(t)} = {_q(t)}  # TODO display name; {train_ent[t]} in train" for t in entity_types),
+        # kept, so dev and test read: an entity type cannot be mapped away like a relation type
+        *(
+            f"{_q(t)} = {_q(t)}  # TODO review: 0 in train, seen in {', '.join(splits)} only"
+            for t, splits in _unseen_entity_types(unseen_entities).items()
+        ),
         "",
         "[relations]",
         "# Most frequent in train first; counts: " + ", ".join(f"{t} {train_rel[t]}" for t in types),

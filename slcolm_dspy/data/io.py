@@ -159,8 +159,13 @@ def rewrite_jsonl(path: Path, keep: Any) -> int:
 
 
 def sha256_of(path: Path) -> str:
+    """SHA-256 of a file; of a directory (brat documents), over its files' names and bytes."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
     return digest.hexdigest()
