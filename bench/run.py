@@ -118,7 +118,7 @@ def main() -> None:
         "rerun_llm_calls": after - before,
         "compile_llm_calls": manifest.get("llm_calls"),
         "compile_minutes": round(manifest.get("compile_seconds", 0) / 60, 1),
-        "test_llm_calls": compiled["llm_calls"] or rows["LLM (guided, routed)"]["llm_calls"],
+        "test_llm_calls": compiled["llm_calls"],
         "lm": report["lm"],
         "command": f"make run {' '.join(variables)} (twice: python bench/run.py)",
     }

@@ -262,3 +262,34 @@ def test_ctrl_c_stops_a_guide_run_while_a_request_hangs(tiny_slm, corpus_dir, tm
         stopped_after = time.monotonic() - sent
     assert process.returncode == 130 and stopped_after < 15
     assert "resume" in err and "Traceback" not in err
+
+
+def test_evaluate_asks_the_llm_only_for_what_the_policy_routes(schema, tiny_slm, corpus_dir, tmp_path):
+    """A program whose policy is the SLM alone costs no call; `--compare` adds the guided run.
+    The program was compiled for the local LLM; `--lm/--api-base` run it against another backend."""
+    from typer.testing import CliRunner
+
+    from slcolm_dspy.cli.app import app
+    from slcolm_dspy.merge.policy import MergePolicy
+    from slcolm_dspy.program.artifact import save_program
+    from slcolm_dspy.program.module import SLCoLMProgram
+
+    program = SLCoLMProgram(schema, GuideConfig(**choice_config(), demos=0), MergePolicy("slm"))
+    prog = tmp_path / "program"
+    save_program(
+        prog, program, schema, lm={"model": "local"}, slm_dir=tiny_slm[0], retrieval={}, dev_metrics={}
+    )
+    runner = CliRunner()
+    with WireServer(lambda r, n: chat_reply("A", logprobs=LETTER_A)) as server:
+        common = ["--split", "test", "--limit", "3", "--data", str(corpus_dir), "--lm", "openai/wire",
+                  "--api-base", server.api_base]  # fmt: skip
+        lean = runner.invoke(app, ["evaluate", "--program", str(prog), *common])
+        assert lean.exit_code == 0, lean.output
+        assert server.requests == [] and "no LLM call" in lean.output
+        report = json.loads((prog / "eval-test-first3" / "report.json").read_text("utf-8"))
+        assert [s["name"] for s in report["systems"]] == ["SLM alone", "compiled: slm"]
+        full = runner.invoke(app, ["evaluate", "--program", str(prog), *common, "--compare"])
+        assert full.exit_code == 0, full.output
+        assert len(server.requests) > 0 and all(r.path == "/v1/chat/completions" for r in server.requests)
+    report = json.loads((prog / "eval-test-first3" / "report.json").read_text("utf-8"))
+    assert "LLM (guided, routed)" in [s["name"] for s in report["systems"]]

@@ -69,6 +69,12 @@ def evaluate(
         ),
     ] = None,
     per_type: Annotated[bool, typer.Option("--per-type", help="Also print the per-type table.")] = False,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare", help="With --program: also run the guided LLM and every merge policy for comparison."
+        ),
+    ] = False,
     as_json: Annotated[Path | None, typer.Option("--json", help="Also write the metrics here.")] = None,
     schema_name: SchemaOption = "chisre",
     skip_bad: SkipBadOption = False,
@@ -94,6 +100,7 @@ def evaluate(
             concurrency=concurrency,
             max_tokens=max_tokens,
             data=data,
+            compare=compare,
         )
         return
     if pred is None or gold is None:

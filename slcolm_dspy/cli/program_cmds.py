@@ -311,6 +311,7 @@ def evaluate_program(
     concurrency: int,
     max_tokens: int,
     data: Path | None,
+    compare: bool = False,
 ) -> None:
     """The report of a compiled program on a split: every system in one table."""
     from slcolm_dspy.program import load_program
@@ -329,13 +330,19 @@ def evaluate_program(
             RunOptions(lm, api_base, slm, data, concurrency, max_tokens),
             title=f"{program.name} on {split}",
             split=split,
+            compare=compare,
             on_done=on_done,
         )
     _print_report(report, f"{program.name} on {split}: {len(gold)} sentences, LLM {model_name}")
+    files = f"{report_dir / 'report.json'}, {report_dir / 'per_type_f1.png'}, {report_dir / 'report.html'}"
+    if compiled.policy.kind == "slm" and not compare:
+        console.print(
+            f"the compiled policy is the SLM alone: no LLM call (--compare adds the guided run); {files}"
+        )
+        return
     console.print(
         f"{report['llm_sentence_share_of_run']:.0%} of sentences reached the LLM in the guided run "
-        f"({report['llm_sentences']}); report: {report_dir / 'report.json'}, "
-        f"{report_dir / 'per_type_f1.png'}, {report_dir / 'report.html'}"
+        f"({report['llm_sentences']}); report: {files}"
     )
 
 

@@ -1,6 +1,9 @@
 """A compiled program evaluated on gold records: its guide run (stored and reused), every system
 scored by the evaluator (SLM alone, the guided LLM, each merge policy kind with its dev-chosen
-parameter, the compiled policy), written as report.json, the per-type chart and the HTML page."""
+parameter, the compiled policy), written as report.json, the per-type chart and the HTML page.
+
+The LLM is asked only for what the compiled policy needs: a program whose policy is the SLM
+alone makes no LLM call, and the guided comparison rows come with `compare=True`."""
 
 from __future__ import annotations
 
@@ -49,6 +52,29 @@ def guided_run(
     return outcome, run.get("total", {})
 
 
+def slm_run(
+    compiled: CompiledProgram, gold: Sequence[Sentence], run_dir: Path, options: RunOptions = DEFAULT_OPTIONS
+) -> list[Sentence]:
+    """The program's SLM records for the gold sentences' text, predicted once and read back (a
+    run of another SLM is discarded)."""
+    from slcolm_dspy.data.readers import read_jsonl
+    from slcolm_dspy.data.writers import write_jsonl
+    from slcolm_dspy.program.apply import guide_for
+
+    inputs = [g.with_predictions((), ()) for g in gold]
+    path, stamp_path = run_dir / "slm.jsonl", run_dir / "slm.sha256"
+    stamp = hashlib.sha256((compiled.directory / "slm.json").read_bytes()).hexdigest()
+    if path.is_file() and stamp_path.is_file() and stamp_path.read_text().strip() == stamp:
+        by_id = {r.id: r for r in read_jsonl(path, compiled.schema)[0]}
+        if all(r.id in by_id for r in inputs):
+            return [by_id[r.id] for r in inputs]
+    records = guide_for(compiled, options.slm, options.data).slm.predict(inputs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(records, path)
+    stamp_path.write_text(stamp + "\n")
+    return records
+
+
 def evaluate_on(
     compiled: CompiledProgram,
     gold: Sequence[Sentence],
@@ -57,14 +83,21 @@ def evaluate_on(
     *,
     title: str,
     split: str | None = None,
+    compare: bool = False,
     on_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or read back) the program on `gold`, score every system, write the report files."""
+    """Run (or read back) the program on `gold`, score its systems, write the report files.
+
+    A policy of the SLM alone needs no LLM: its report has the SLM and the compiled rows only,
+    unless `compare` asks for the guided run and every merge policy on it as well."""
+    policy = compiled.policy
+    uses_llm = policy.kind != "slm"
+    if not uses_llm and not compare:
+        return _slm_only_report(compiled, gold, report_dir, options, title=title, split=split)
     outcome, total = guided_run(compiled, gold, report_dir / "run", options, on_done=on_done)
     calls, tokens, seconds = total.get("llm_calls", 0), total.get("prompt_tokens", 0), total.get("seconds")
     llm_sentences = total.get("llm_sentences", 0)
     share = llm_sentences / max(1, len(gold))
-    policy = compiled.policy
 
     def merged(p: MergePolicy) -> list[Sentence]:
         return p.apply_all(outcome.llm, outcome.slm)
@@ -77,7 +110,6 @@ def evaluate_on(
         other = MergePolicy.from_json(blob)
         if other.kind != "llm":
             systems.append(System(other.label, merged(other), calls, tokens, seconds, note="chosen on dev"))
-    uses_llm = policy.kind != "slm"
     compiled_name = f"compiled: {policy.label}"
     systems.append(
         System(
@@ -90,6 +122,62 @@ def evaluate_on(
         )
     )
     chars_n = total.get("prompt_chars_n", 0)
+    return _write_report(
+        compiled,
+        gold,
+        systems,
+        report_dir,
+        options,
+        title=title,
+        split=split,
+        llm_sentences=llm_sentences,
+        llm_sentence_share=share if uses_llm else 0.0,  # the compiled program's own share
+        llm_sentence_share_of_run=share,  # the guided run shown for comparison
+        prompt_chars_mean=(total.get("prompt_chars_sum", 0) / chars_n) if chars_n else 0.0,
+    )
+
+
+def _slm_only_report(
+    compiled: CompiledProgram,
+    gold: Sequence[Sentence],
+    report_dir: Path,
+    options: RunOptions,
+    *,
+    title: str,
+    split: str | None,
+) -> dict[str, Any]:
+    records = slm_run(compiled, gold, report_dir / "run-slm", options)
+    systems = [
+        System("SLM alone", records, note="the supervised model, no LLM"),
+        System(f"compiled: {compiled.policy.label}", records, 0, 0, 0.0, note="the program's policy"),
+    ]
+    return _write_report(
+        compiled,
+        gold,
+        systems,
+        report_dir,
+        options,
+        title=title,
+        split=split,
+        llm_sentences=0,
+        llm_sentence_share=0.0,
+        llm_sentence_share_of_run=0.0,
+        prompt_chars_mean=0.0,
+    )
+
+
+def _write_report(
+    compiled: CompiledProgram,
+    gold: Sequence[Sentence],
+    systems: list[System],
+    report_dir: Path,
+    options: RunOptions,
+    *,
+    title: str,
+    split: str | None,
+    **numbers: Any,
+) -> dict[str, Any]:
+    compiled_name = systems[-1].name
     report = build_report(
         gold,
         systems,
@@ -97,16 +185,14 @@ def evaluate_on(
         program=str(compiled.directory),
         split=split,
         lm=lm_for(compiled, options.lm, options.api_base)[0],
-        llm_sentences=llm_sentences,
-        llm_sentence_share=share if uses_llm else 0.0,  # the compiled program's own share
-        llm_sentence_share_of_run=share,  # the guided run shown for comparison
-        prompt_chars_mean=(total.get("prompt_chars_sum", 0) / chars_n) if chars_n else 0.0,
         compiled=compiled_name,
+        **numbers,
     )
     report_dir.mkdir(parents=True, exist_ok=True)
     write_json(report, report_dir / "report.json")
     chart = report_dir / "per_type_f1.png"
-    write_chart(report, compiled.schema, ["SLM alone", LLM_ROW, compiled_name], chart)
+    shown = [n for n in ("SLM alone", LLM_ROW) if any(x.name == n for x in systems)] + [compiled_name]
+    write_chart(report, compiled.schema, shown, chart)
     write_html(
         report,
         gold,
