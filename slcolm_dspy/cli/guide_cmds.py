@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 
 from slcolm_dspy.cli.errors import reports_errors
-from slcolm_dspy.cli.options import ConcurrencyOption, DataOption, MaxTokensOption, SchemaOption
+from slcolm_dspy.cli.options import (
+    ConcurrencyOption,
+    DataOption,
+    MaxTokensOption,
+    RetriesOption,
+    SchemaOption,
+)
 from slcolm_dspy.cli.render import make_console, progress_bar, summary_table
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
@@ -51,6 +57,7 @@ def guide(
     demo_pool: Annotated[str, typer.Option(help="Split the demonstrations come from (never test).")] = "dev",
     definitions: Annotated[int, typer.Option(min=1, help="At most this many definitions.")] = 12,
     concurrency: ConcurrencyOption = 1,
+    retries: RetriesOption = 3,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     embedder: Annotated[str, typer.Option(help="e5 or a local sentence-transformers directory.")] = "e5",
     data: DataOption = None,
@@ -61,6 +68,7 @@ def guide(
         output_dir(out)
     from slcolm_dspy.evaluate import RelationEvaluator
     from slcolm_dspy.guide.backends import LMSpec, open_lm
+    from slcolm_dspy.guide.faults import RetryPolicy
     from slcolm_dspy.guide.pipeline import Guide, GuideConfig, run_guide
     from slcolm_dspy.slm.encoders import cache_dir
 
@@ -103,7 +111,14 @@ def guide(
         progress_bar(console, f"{module} via {lm}") as (_, on_done),
     ):
         result = run_guide(
-            helper, inputs, model, run_dir, concurrency=concurrency, settings=settings, on_done=on_done
+            helper,
+            inputs,
+            model,
+            run_dir,
+            concurrency=concurrency,
+            retry=RetryPolicy(retries=retries),
+            settings=settings,
+            on_done=on_done,
         )
     predictions = read_records(run_dir / "predictions.jsonl", schema)[0]
     slm_predictions = read_records(run_dir / "slm.jsonl", schema)[0]

@@ -22,3 +22,6 @@ ConcurrencyOption = Annotated[
     int, typer.Option(min=1, help="LLM requests in flight at once (and local server slots).")
 ]
 MaxTokensOption = Annotated[int, typer.Option(min=16, help="Longest LLM reply, in tokens.")]
+RetriesOption = Annotated[
+    int, typer.Option(min=0, max=10, help="Retries of a failed LLM call (429, 5xx, time-out) with backoff.")
+]

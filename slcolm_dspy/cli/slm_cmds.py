@@ -15,7 +15,7 @@ from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
-from slcolm_dspy.data.io import written_ids
+from slcolm_dspy.data.io import drop_torn_tail, written_ids
 from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.writers import JsonlAppender
@@ -206,6 +206,7 @@ def predict(
         model, relation_threshold=relation_threshold, entity_threshold=entity_threshold
     )
     extractor.batch_size = batch_size
+    drop_torn_tail(out)  # a crash mid-write left half a record: cut it, it is predicted again
     done = written_ids(out)
     todo = [r for r in records if r.id not in done]
     if len(done) and not todo:
