@@ -82,3 +82,15 @@ def tiny_slm(handful, schema, tmp_path_factory):
     )
     summary = train(handful, handful, schema, out, config)
     return out, summary
+
+
+@pytest.fixture(autouse=True)
+def fresh_dspy():
+    """No DSPy state crosses tests: no configured LM or adapter, and a fresh in-memory cache with
+    no disk cache (an answer cached by one test must not answer another's request)."""
+    import dspy
+
+    dspy.configure(lm=None, adapter=None)
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    yield
+    dspy.configure(lm=None, adapter=None)

@@ -128,11 +128,15 @@ def test_module_save_load_round_trip(schema, tmp_path):
             sentence="甲", slm_hints="", definitions="", demonstrations="", entities=[], relations=[]
         )
     ]
+    # as an instruction optimizer would: the saved program's wording differs from the schema's
+    tuned = "Tuned: " + module.extract.signature.instructions
+    module.extract.signature = module.extract.signature.with_instructions(tuned)
     path = tmp_path / "program.json"
     module.save(str(path))
     loaded = GuidedExtraction(schema)
+    assert loaded.extract.signature.instructions != tuned  # built from the schema alone
     loaded.load(str(path))
-    assert loaded.extract.signature.instructions == module.extract.signature.instructions
+    assert loaded.extract.signature.instructions == tuned
     assert len(loaded.extract.demos) == 1 and loaded.extract.demos[0]["sentence"] == "甲"
 
 

@@ -17,12 +17,19 @@ from slcolm_dspy.guide.server import LocalServer
 from slcolm_dspy.slm.extractor import SpanExtractor
 
 pytest.importorskip("xllamacpp")
+# These start the real local LLM (llama.cpp on loopback); they run in CI too (`-m "not local_llm"`
+# leaves them out locally).
+pytestmark = pytest.mark.local_llm
 
 
 @pytest.fixture(scope="module")
-def lm(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("llm-cache")
-    with open_lm(LMSpec("local", max_tokens=384), cache, log=cache / "server.log") as model:
+def llm_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("llm-cache")
+
+
+@pytest.fixture(scope="module")
+def lm(llm_cache):
+    with open_lm(LMSpec("local", max_tokens=384), llm_cache, log=llm_cache / "server.log") as model:
         yield model
 
 
@@ -45,7 +52,9 @@ def test_guided_extraction_end_to_end(schema, tiny_slm, handful, lm, three, tmp_
     assert report.skipped == [] and [p.id for p in predictions] == [g.id for g in gold]
     for p in predictions:  # every output is grounded in its own sentence
         assert all(e.grounded and p.text[e.start : e.end] == e.text for e in p.entities)
-    RelationEvaluator(gold, schema, "strict")(predictions)  # scoreable with offsets
+    scores = RelationEvaluator(gold, schema, "strict")(predictions)  # scoreable with offsets
+    assert scores["sentences"] == 3 and scores["missing_predictions"] == 0
+    assert 0.0 <= scores["micro_f1"] <= 1.0
 
 
 def test_relation_choice_end_to_end_with_logprobs(schema, tiny_slm, lm, three, tmp_path):
@@ -63,9 +72,26 @@ def test_relation_choice_end_to_end_with_logprobs(schema, tiny_slm, lm, three, t
         assert sum(c["llm_probabilities"]) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_server_is_gone_after_use(tmp_path):
+def test_a_server_that_cannot_start_says_so(tmp_path):
     with pytest.raises(SlcolmError, match="exited"):
         LocalServer(tmp_path / "missing.gguf", ready_timeout=30).start()
+
+
+def test_server_is_gone_after_use(llm_cache, tmp_path):
+    """Leaving the block stops the process and frees the port: nothing keeps serving."""
+    import socket
+    import urllib.request
+
+    from slcolm_dspy.guide.local_model import DEFAULT_LOCAL_MODEL, assemble
+
+    gguf = assemble(DEFAULT_LOCAL_MODEL, llm_cache / "models")  # assembled once per module
+    with LocalServer(gguf, log=tmp_path / "server.log") as server:
+        process, port = server.process, server.port
+        with urllib.request.urlopen(f"{server.api_base}/models", timeout=30) as reply:
+            assert reply.status == 200
+    assert process.poll() is not None  # exited
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nobody listens any more
 
 
 def test_compile_evaluate_extract_with_the_local_llm(schema, tiny_slm, corpus_dir, tmp_path, monkeypatch):

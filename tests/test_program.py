@@ -229,8 +229,14 @@ def test_compile_samples_dev_only_and_refuses_test_demonstrations(schema, corpus
     test = load_split(corpus_dir, "test", schema)[0]
     picked = dev_sample(dev, 50, seed=0)
     assert len(picked) == 50 and picked == dev_sample(dev, 50, seed=0)  # seeded
-    assert {r.id for r in picked} <= {r.id for r in dev}
-    assert not {r.text for r in picked} & {r.text for r in test}
+    assert picked != dev_sample(dev, 50, seed=1)
+    order = {r.id: i for i, r in enumerate(dev)}
+    assert [order[r.id] for r in picked] == sorted(order[r.id] for r in picked)  # corpus order
+    # sentences without relations stay in the sample (their false positives count)
+    mixed = dev + [r.with_predictions((), ()) for r in dev[:100]]
+    drawn = dev_sample(mixed, 50, seed=0)
+    assert any(not r.relations for r in drawn) and any(r.relations for r in drawn)
+    assert dev_sample(test[:10], 50, seed=0) == test[:10]  # never more than it is given
     result = runner.invoke(app, ["compile", "--demo-pool", "test", "--out", str(tmp_path / "p")])
     assert result.exit_code == 2 and "--demo-pool test is refused" in result.stderr
 
@@ -271,11 +277,19 @@ def test_compile_save_load_extract_round_trip(schema, tiny_slm, handful, tmp_pat
     assert loaded.program.dump_state() == compiled.dump_state()
     assert "api_key" not in (tmp_path / "prog" / "manifest.json").read_text()
     inputs = [r.with_predictions((), ()) for r in handful]
-    outputs = []
+    outputs, prompts = [], []
     for name, program in (("before", compiled), ("after", loaded.program)):
-        outcome, calls = run_program(program, guide, inputs, _dummy(schema, handful), tmp_path / name)
+        lm = _dummy(schema, handful)
+        outcome, calls = run_program(program, guide, inputs, lm, tmp_path / name)
         assert calls == len(inputs)
         outputs.append([r.to_json() for r in program.policy.apply_all(outcome.llm, outcome.slm)])
+        prompts.append([h["messages"] for h in lm.history])
+    # DummyLM answers alike whatever it is asked: what must match is what it was asked
+    assert prompts[0] == prompts[1] and len(prompts[0]) == len(inputs)
+    demos = compiled.config.demos
+    forms = [r.form(schema.paper.form) for r in handful]
+    shown = ["\n".join(str(m.get("content")) for m in msgs) for msgs in prompts[0]]
+    assert all(sum(f in p for f in forms) == 1 + demos for p in shown)  # the query and its demos
     assert outputs[0] == outputs[1]
     assert loaded.slm_dir() == slm_dir
     (slm_dir / "model.safetensors").rename(slm_dir / "moved")
@@ -362,17 +376,22 @@ def test_dspy_labeled_few_shot_fixes_demonstrations_in_the_saved_program(schema,
     compiled = search.compile(SLCoLMProgram(schema), trainset=as_examples(handful))
     assert search.calls_used == 2 * len(handful)  # the base run and the run with fixed demonstrations
     assert len(list((tmp_path / "work").glob("run-*"))) == 2
-    if len(compiled.extraction.extract.demos) == 2:  # chosen: the demonstrations travel in program.json
-        save_program(
-            tmp_path / "prog",
-            compiled,
-            schema,
-            lm={"model": "dummy"},
-            slm_dir=slm_dir,
-            retrieval={},
-            dev_metrics={},
-        )
-        assert len(load_program(tmp_path / "prog").program.extraction.extract.demos) == 2
+    # whichever the search chose, fixed demonstrations travel in program.json: save the one with
+    # them (the optimizer's own LabeledFewShot on the same trainset) and load it back
+    fixed = dspy.LabeledFewShot(k=2).compile(SLCoLMProgram(schema), trainset=as_examples(handful))
+    assert len(fixed.extraction.extract.demos) == 2
+    save_program(
+        tmp_path / "prog", fixed, schema, lm={"model": "dummy"}, slm_dir=slm_dir, retrieval={}, dev_metrics={}
+    )
+    loaded = load_program(tmp_path / "prog").program.extraction.extract.demos
+
+    def plain(demo):
+        return demo.toDict() if hasattr(demo, "toDict") else dict(demo)
+
+    assert [plain(d)["sentence"] for d in loaded] == [
+        plain(d)["sentence"] for d in fixed.extraction.extract.demos
+    ]
+    assert len(compiled.extraction.extract.demos) in (0, 2)  # the search kept one of its two runs
     # either way, the run with demonstrations showed them to the LLM: the gold of other sentences
     prompts = ["\n".join(str(m.get("content")) for m in h["messages"]) for h in lm.history]
     forms = [r.form(schema.paper.form) for r in handful]
