@@ -261,8 +261,11 @@ def test_compile_save_load_extract_round_trip(schema, tiny_slm, handful, tmp_pat
     guide = Guide(schema, SpanExtractor.load(slm_dir), E5Embedder(threads=1), handful, GuideConfig())
     space = planted_space(prompt={"module": ["extract"], "demos": [1, 0]}, policies=["slm", "llm", "mode-1"])
     search = DevF1Search(space, GuideRunner(guide, _dummy(schema, handful), tmp_path / "work"), schema)
-    compiled = search.compile(SLCoLMProgram(schema), trainset=as_examples(handful))
+    compiled = search.compile(SLCoLMProgram(schema), trainset=[], valset=as_examples(handful))
     assert search.calls_used == 2 * len(handful)  # one extraction per sentence per prompt setting
+    # the compiled program carries what the search saw
+    assert compiled.calls_used == search.calls_used and compiled.candidates == search.candidates
+    assert sum(c.chosen for c in compiled.candidates) == 1
     save_program(
         tmp_path / "prog",
         compiled,
@@ -398,3 +401,34 @@ def test_dspy_labeled_few_shot_fixes_demonstrations_in_the_saved_program(schema,
     seen = [sum(f in p for f in forms) for p in prompts]
     assert seen[: len(handful)] == [1] * len(handful)  # the base run: the query alone
     assert all(n >= 2 for n in seen[len(handful) :])  # then the query beside the fixed demonstrations
+
+
+def test_dspy_evaluate_runs_the_program_and_scores_the_corpus(schema, tiny_slm, handful):
+    """The program is an ordinary DSPy module: dspy.Evaluate calls forward(sentence=...) on each
+    example; the corpus score is the evaluator's, over all results."""
+    from slcolm_dspy.program.dspy_eval import corpus_score, sentence_f1
+
+    guide = Guide(schema, SpanExtractor.load(tiny_slm[0]), E5Embedder(threads=1), handful, GuideConfig())
+    program = SLCoLMProgram(schema, GuideConfig(demos=1), MergePolicy("llm"))
+    program.bind(guide)
+    lm = _dummy(schema, handful)  # answers every sentence with the first sentence's gold
+    with dspy.context(lm=lm, adapter=CompactJSONAdapter(schema.prompts)):
+        result = dspy.Evaluate(devset=as_examples(handful), metric=sentence_f1(schema), num_threads=1)(
+            program
+        )
+    assert len(lm.history) == len(handful)  # one extraction call per sentence
+    assert [p.record.text for _, p, _ in result.results] == [h.text for h in handful]
+    scores = corpus_score(result.results, schema)
+    assert scores["primary_metric"] == "macro_f1" and scores["sentences"] == len(handful)
+    # the first sentence is answered with its own gold: the best per-sentence score by far
+    per_sentence = [score for _, _, score in result.results]
+    assert per_sentence[0] >= 0.5 and per_sentence[0] == max(per_sentence)
+    assert 0.0 < scores["micro_f1"] < 1.0
+    slm_only = SLCoLMProgram(schema, GuideConfig(demos=0), MergePolicy("slm"))
+    slm_only.bind(guide)
+    before = len(lm.history)
+    with dspy.context(lm=lm):
+        prediction = slm_only(sentence=handful[0].text)
+    assert len(lm.history) == before and prediction.record.entities == prediction.slm.entities
+    with pytest.raises(SlcolmError, match="bind"):
+        SLCoLMProgram(schema)(sentence="x")

@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
@@ -26,7 +27,28 @@ from slcolm_dspy.merge.policy import MergePolicy
 PROMPT_KNOBS = ("module", "demos", "demo_source", "demo_order", "max_definitions", "top_m", "rotations")
 
 
+class _Shared:
+    """Holds what a program runs with (its Guide: SLM, embedder, indexes) without being copied
+    when an optimizer deep-copies the program, nor saved with its state."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Shared:
+        return self
+
+
 class SLCoLMProgram(dspy.Module):
+    """The LLM stage of SLCoLM as one DSPy module.
+
+    `forward(sentence=...)` runs one sentence end to end (SLM hints, the guide module the program
+    was compiled with, the merge policy) and returns a `dspy.Prediction` whose `record` is the
+    final `Sentence`, so `dspy.Evaluate`, `dspy.Parallel` and `Module.batch` run it like any
+    module. It needs a `Guide` to run with: `program.bind(guide)` (a compiled program's
+    `guide_for` builds it). Batch runs over a corpus, with resume and caching, go through
+    `program.runner.run_program`, which calls the same guide methods.
+    """
+
     def __init__(
         self, schema: Schema, config: GuideConfig | None = None, policy: MergePolicy | None = None
     ) -> None:
@@ -35,13 +57,38 @@ class SLCoLMProgram(dspy.Module):
         self.policy = policy or MergePolicy("slm")
         self.extraction = GuidedExtraction(schema)
         self.choice = RelationChoice(schema, self.config.rotations)
+        self._guide = _Shared()
 
     def bind(self, guide: Guide) -> Guide:
         """Make `guide` run this program's predictors with its settings."""
         guide.extraction = self.extraction
         guide.choice = self.choice
         guide.reconfigure(self.config)  # after the swap: it configures the modules it now holds
+        self._guide.value = guide
         return guide
+
+    def forward(self, sentence: str | Sentence, id: str | None = None) -> dspy.Prediction:
+        """One sentence through the program: the SLM, then the LLM stage where the policy uses it
+        (with the LM of `dspy.context` / `dspy.configure`), then the merge."""
+        guide = self._guide.value
+        if guide is None:
+            raise SlcolmError("the program has no guide to run with: call program.bind(guide) first")
+        if isinstance(sentence, Sentence):
+            record = sentence.with_predictions((), ())
+        else:
+            key = id or hashlib.sha1(str(sentence).encode("utf-8")).hexdigest()[:12]
+            record = Sentence(key, str(sentence))
+        guide.reconfigure(self.config)
+        (item,) = guide.prepare([record])
+        meta: dict[str, Any] = {"llm": False}
+        llm = item.slm
+        if self.policy.kind != "slm":
+            if self.config.module == "extract":
+                llm, meta = guide.extract(item)
+            else:
+                llm, meta = guide.choose(item, dspy.settings.lm)
+        final = self.policy.apply_all([llm], [item.slm])[0]
+        return dspy.Prediction(record=final, slm=item.slm, llm=llm, guide=meta, triples=final.triples())
 
     def settings(self) -> dict[str, Any]:
         return {"guide": config_to_json(self.config), "policy": self.policy.to_json()}

@@ -321,8 +321,12 @@ class DevF1Search(Teleprompter):
         valset: Any = None,
         **kwargs: Any,
     ) -> SLCoLMProgram:
-        """`trainset`: the dev sample (gold records, or examples carrying them as `record`)."""
-        records = [e if isinstance(e, Sentence) else e.record for e in trainset]
+        """Candidates are scored by corpus F1 on `valset` when given, else on `trainset` (the dev
+        sample: gold records, or examples carrying them as `record`). The compiled program carries
+        what the search saw: `candidates` (the table) and `calls_used`; the search keeps
+        `chosen_run`, the program whose guide run was chosen (not a part of the compiled state)."""
+        scored_on = valset if valset is not None else trainset
+        records = [e if isinstance(e, Sentence) else e.record for e in scored_on]
         if not records:
             raise SlcolmError("the optimizer needs at least one dev sentence")
         space = self.space
@@ -353,7 +357,10 @@ class DevF1Search(Teleprompter):
                 best_program, best = trial, rows[0]
         best.chosen = True
         self.chosen_run = best_program
-        return self._finalise(best_program, best, records)
+        compiled = self._finalise(best_program, best, records)
+        compiled.candidates = list(self.candidates)
+        compiled.calls_used = self.calls_used
+        return compiled
 
     def policies_for(self, compiled: SLCoLMProgram, records: Sequence[Sentence]) -> list[MergePolicy]:
         """The best policy of each kind on the compiled program's reading of the chosen run (the
