@@ -18,7 +18,7 @@ from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.replay_pack import ReplayPack
 from slcolm_dspy.evaluate import RelationEvaluator, score_paper_tables
 from slcolm_dspy.evaluate.paper import entity_strings, fold_answer, sentence_table
-from slcolm_dspy.merge.modes import MergeMode, by_source, merge_tables
+from slcolm_dspy.merge.modes import MODE2_THRESHOLDS, MergeMode, by_source, merge_tables
 
 # The recorded answers put their relations under this key (the authors' output format).
 ANSWER_RELATIONS_KEY = "真实的关系"
@@ -145,3 +145,107 @@ def choose_sources(
         if row["p"] >= rule.union_min_precision and row["r"] < rule.union_max_recall:
             sources[rel_type] = "union"
     return sources
+
+
+@dataclass
+class RecordedRun:
+    run: str
+    label: str  # the mode (and W list) the run was recorded with
+    result: dict[str, Any]
+    expected: tuple[float, float] | None  # micro / macro F1 in percent, from expected.json
+    settings: dict[str, Any]
+
+    @property
+    def reproduced(self) -> bool | None:
+        if self.expected is None:
+            return None
+        got = (round(100 * self.result["micro_f1"], 2), round(100 * self.result["macro_f1"], 2))
+        return got == self.expected
+
+
+@dataclass
+class ReplayReport:
+    """Everything `slcolm replay` prints, computed without printing."""
+
+    runs: list[str]
+    recorded: list[RecordedRun]
+    slm: dict[str, dict[str, Any] | None]  # "test", "dev"
+    w_lists: dict[str, list[str]]
+    per_type_sources: dict[str, dict[str, str]]
+    modes: dict[str, dict[str, dict[str, Any]]]  # row label -> run -> result
+
+    @property
+    def mismatches(self) -> int:
+        return sum(1 for r in self.recorded if r.reproduced is False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recorded": {r.run: {"settings": r.settings, "result": r.result} for r in self.recorded},
+            "slm": self.slm,
+            "w_lists": self.w_lists,
+            "per_type_sources": self.per_type_sources,
+            "modes": self.modes,
+        }
+
+
+def _recorded(pack: ReplayPack, schema: Schema) -> list[RecordedRun]:
+    expected_runs: dict[str, Any] = pack.expected.get("runs", {})
+    out = []
+    for run in pack.runs:
+        settings = expected_runs.get(run, {}).get("settings", {"merge_mode": 0})
+        mode, w = str(settings["merge_mode"]), settings.get("W") or []
+        result = score_run(pack, run, schema, mode, llm_types=w)  # type: ignore[arg-type]
+        exp = expected_runs.get(run, {}).get("expected")
+        want = (exp["micro_pct"][2], exp["macro_pct"][2]) if exp else None
+        label = f"mode {mode}" + (f", W = {settings.get('W_name', len(w))}" if w else "")
+        out.append(RecordedRun(run, label, result, want, settings))
+    return out
+
+
+def _choices(
+    pack: ReplayPack, schema: Schema, slm_dev: dict[str, Any] | None, train_counts: Mapping[str, int]
+) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """W lists (the authors' test-chosen one for reference, and ours from train counts and SLM dev
+    scores only) and per-type source choices."""
+    w_lists: dict[str, list[str]] = {}
+    authors_w = pack.expected.get("W_lists", {})
+    if "K12_ernie" in authors_w:
+        w_lists["authors K12 (test-chosen)"] = authors_w["K12_ernie"]
+    per_type: dict[str, dict[str, str]] = {}
+    for rule in load_w_rules():
+        if rule.source == "slm_dev" and slm_dev is None:
+            continue
+        if rule.per_type:
+            if slm_dev is not None:
+                per_type[rule.name] = choose_sources(rule, schema, slm_dev, train_counts)
+            continue
+        w_lists[rule.name] = choose_w(rule, schema, slm_dev, train_counts)
+    return w_lists, per_type
+
+
+def replay_report(pack: ReplayPack, schema: Schema, train_counts: Mapping[str, int]) -> ReplayReport:
+    """Re-score the recorded runs, the recorded SLM, and every merge mode on the recorded outputs."""
+    slm_test = score_slm(pack.test_gold, pack.test_slm, schema)
+    slm_dev = score_slm(pack.dev_gold, pack.dev_slm, schema) if pack.dev_slm else None
+    w_lists, per_type = _choices(pack, schema, slm_dev, train_counts)
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("mode 0 (LLM alone)", {"mode": "0"}),
+        ("mode 1 (union)", {"mode": "1"}),
+        *((f"mode 2 (union, SLM p > {h})", {"mode": "2", "threshold": h}) for h in MODE2_THRESHOLDS),
+        *((f"mode 3, W = {name}", {"mode": "3", "llm_types": w}) for name, w in w_lists.items()),
+        *((f"clean mode 3, W = {name}", {"mode": "3-clean", "llm_types": w}) for name, w in w_lists.items()),
+        ("mode 4 (SLM wins overlap)", {"mode": "4"}),
+        *((f"per-type, rule = {name}", {"mode": "1", "sources": s}) for name, s in per_type.items()),
+    ]
+    modes = {
+        label: {run: score_run(pack, run, schema, **args) for run in pack.runs}  # type: ignore[arg-type]
+        for label, args in rows
+    }
+    return ReplayReport(
+        list(pack.runs),
+        _recorded(pack, schema),
+        {"test": slm_test, "dev": slm_dev},
+        w_lists,
+        per_type,
+        modes,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -29,7 +29,7 @@ from slcolm_dspy.data.replay_pack import ReplayPack
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.evaluate.paper import entity_strings
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
-from slcolm_dspy.replay import choose_sources, choose_w, load_w_rules, score_run, score_slm
+from slcolm_dspy.replay import ReplayReport, replay_report
 
 console = make_console()
 
@@ -158,107 +158,51 @@ def replay(
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     pack_dir = pack or data_dir / "replay"
-    replay_pack = ReplayPack.load(pack_dir, schema)
-    expected_runs: dict[str, Any] = replay_pack.expected.get("runs", {})
-    out: dict[str, Any] = {"recorded": {}, "modes": {}, "w_lists": {}}
-
-    recorded = Table(title=f"recorded runs, paper protocol ({pack_dir})", title_justify="left")
-    for col in (
-        "run",
-        "settings",
-        "micro P / R / F1",
-        "macro P / R / F1",
-        "expected micro / macro F1",
-        "match",
-    ):
-        recorded.add_column(col, justify="left" if col in ("run", "settings") else "right")
-    mismatches = 0
-    for run in replay_pack.runs:
-        settings = expected_runs.get(run, {}).get("settings", {"merge_mode": 0})
-        mode, w = str(settings["merge_mode"]), settings.get("W") or []
-        result = score_run(replay_pack, run, schema, mode, llm_types=w)  # type: ignore[arg-type]
-        out["recorded"][run] = {"settings": settings, "result": result}
-        exp = expected_runs.get(run, {}).get("expected")
-        got = [round(100 * result["micro_f1"], 2), round(100 * result["macro_f1"], 2)]
-        if exp:
-            want = [exp["micro_pct"][2], exp["macro_pct"][2]]
-            ok = got == want
-            mismatches += not ok
-            check = f"{want[0]:.2f} / {want[1]:.2f}", "yes" if ok else "NO"
-        else:
-            check = ("-", "-")
-        label = f"mode {mode}" + (f", W = {settings.get('W_name', len(w))}" if w else "")
-        recorded.add_row(
-            run,
-            label,
-            f"{pct(result['micro_p'])} / {pct(result['micro_r'])} / {pct(result['micro_f1'])}",
-            f"{pct(result['macro_p'])} / {pct(result['macro_r'])} / {pct(result['macro_f1'])}",
-            *check,
-        )
-    console.print(recorded)
-
-    slm_test = score_slm(replay_pack.test_gold, replay_pack.test_slm, schema)
-    slm_dev = score_slm(replay_pack.dev_gold, replay_pack.dev_slm, schema) if replay_pack.dev_slm else None
-    alone = {"SLM alone, test": slm_test}
-    if slm_dev:
-        alone["SLM alone, dev (318)"] = slm_dev
+    report = replay_report(ReplayPack.load(pack_dir, schema), schema, _train_counts(data_dir, schema_name))
+    _print_recorded(report, pack_dir)
+    alone = {"SLM alone, test": report.slm["test"]}
+    if report.slm["dev"]:
+        alone["SLM alone, dev (318)"] = report.slm["dev"]
     console.print(summary_table("recorded SLM, paper protocol", alone))
-    out["slm"] = {"test": slm_test, "dev": slm_dev}
-
-    # W lists: the authors' (chosen on test) and ours (from train counts and SLM dev scores only).
-    w_lists: dict[str, list[str]] = {}
-    authors_w = replay_pack.expected.get("W_lists", {})
-    if "K12_ernie" in authors_w:
-        w_lists["authors K12 (test-chosen)"] = authors_w["K12_ernie"]
-    counts = _train_counts(data_dir, schema_name)
-    per_type: dict[str, dict[str, str]] = {}
-    for rule in load_w_rules():
-        if rule.source == "slm_dev" and slm_dev is None:
-            continue
-        if rule.per_type:
-            assert slm_dev is not None
-            per_type[rule.name] = choose_sources(rule, schema, slm_dev, counts)
-            continue
-        w_lists[rule.name] = choose_w(rule, schema, slm_dev, counts)
-    for name, w in w_lists.items():
+    for name, w in report.w_lists.items():
         console.print(f"W {name} ({len(w)}): {' '.join(w)}")
-    for name, sources in per_type.items():
+    for name, sources in report.per_type_sources.items():
         for source in ("llm", "union"):
             chosen = [t for t, s in sources.items() if s == source]
             console.print(f"per-type {name}, {source} ({len(chosen)}): {' '.join(chosen)}")
-    out["w_lists"] = w_lists
-    out["per_type_sources"] = per_type
-
-    settings_rows: list[tuple[str, str, list[str], float | None]] = [("mode 0 (LLM alone)", "0", [], None)]
-    settings_rows.append(("mode 1 (union)", "1", [], None))
-    settings_rows += [(f"mode 2 (union, SLM p > {h})", "2", [], h) for h in (0.5, 0.7, 0.9)]
-    for name, w in w_lists.items():
-        settings_rows.append((f"mode 3, W = {name}", "3", w, None))
-    for name, w in w_lists.items():
-        settings_rows.append((f"clean mode 3, W = {name}", "3-clean", w, None))
-    settings_rows.append(("mode 4 (SLM wins overlap)", "4", [], None))
-    source_rows = [(f"per-type, rule = {name}", sources) for name, sources in per_type.items()]
-
-    modes = Table(title="merge modes on the recorded outputs: micro / macro F1", title_justify="left")
-    modes.add_column("setting")
-    for run in replay_pack.runs:
-        modes.add_column(run, justify="right")
-    for label, mode, w, h in settings_rows:
-        cells = []
-        for run in replay_pack.runs:
-            r = score_run(replay_pack, run, schema, mode, llm_types=w, threshold=h)  # type: ignore[arg-type]
-            out["modes"].setdefault(label, {})[run] = r
-            cells.append(f"{pct(r['micro_f1'])} / {pct(r['macro_f1'])}")
-        modes.add_row(label, *cells)
-    for label, sources in source_rows:
-        cells = []
-        for run in replay_pack.runs:
-            r = score_run(replay_pack, run, schema, "1", sources=sources)
-            out["modes"].setdefault(label, {})[run] = r
-            cells.append(f"{pct(r['micro_f1'])} / {pct(r['macro_f1'])}")
-        modes.add_row(label, *cells)
-    console.print(modes)
+    _print_modes(report)
     if as_json:
-        as_json.write_text(json.dumps(out, ensure_ascii=False, indent=1))
-    if mismatches:
-        raise SlcolmError(f"{mismatches} recorded run(s) do not reproduce expected.json")
+        as_json.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+    if report.mismatches:
+        raise SlcolmError(f"{report.mismatches} recorded run(s) do not reproduce expected.json")
+
+
+def _print_recorded(report: ReplayReport, pack_dir: Path) -> None:
+    table = Table(title=f"recorded runs, paper protocol ({pack_dir})", title_justify="left")
+    scores = ("micro P / R / F1", "macro P / R / F1", "expected micro / macro F1", "match")
+    for col in ("run", "settings", *scores):
+        table.add_column(col, justify="left" if col in ("run", "settings") else "right")
+    for r in report.recorded:
+        res = r.result
+        check = ("-", "-")
+        if r.expected is not None:
+            check = (f"{r.expected[0]:.2f} / {r.expected[1]:.2f}", "yes" if r.reproduced else "NO")
+        table.add_row(
+            r.run,
+            r.label,
+            f"{pct(res['micro_p'])} / {pct(res['micro_r'])} / {pct(res['micro_f1'])}",
+            f"{pct(res['macro_p'])} / {pct(res['macro_r'])} / {pct(res['macro_f1'])}",
+            *check,
+        )
+    console.print(table)
+
+
+def _print_modes(report: ReplayReport) -> None:
+    table = Table(title="merge modes on the recorded outputs: micro / macro F1", title_justify="left")
+    table.add_column("setting")
+    for run in report.runs:
+        table.add_column(run, justify="right")
+    for label, by_run in report.modes.items():
+        cells = (f"{pct(by_run[r]['micro_f1'])} / {pct(by_run[r]['macro_f1'])}" for r in report.runs)
+        table.add_row(label, *cells)
+    console.print(table)

@@ -26,6 +26,10 @@ MergeMode = Literal["0", "1", "2", "3", "3-clean", "4"]
 MERGE_MODES: tuple[MergeMode, ...] = ("0", "1", "2", "3", "3-clean", "4")
 
 
+# The paper's mode-2 SLM probability thresholds: one list for the replay table and the optimizer.
+MODE2_THRESHOLDS = (0.5, 0.7, 0.9)
+
+
 def _key(item: Any) -> Any:
     return tuple(item) if isinstance(item, list | tuple) else item
 

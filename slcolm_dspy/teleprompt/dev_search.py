@@ -35,6 +35,7 @@ from slcolm_dspy.core.toml_files import read_toml
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
 from slcolm_dspy.guide.pipeline import GuideConfig
+from slcolm_dspy.merge.modes import MODE2_THRESHOLDS
 from slcolm_dspy.merge.policy import MergePolicy, cross_fitted, learn_per_type
 from slcolm_dspy.program.module import PROMPT_KNOBS, SLCoLMProgram
 from slcolm_dspy.program.outcome import GuideOutcome, llm_view
@@ -68,7 +69,7 @@ class SearchSpace:
         "mode-4",
         "per-type",
     )
-    mode2_thresholds: Sequence[float] = (0.5, 0.7, 0.9)
+    mode2_thresholds: Sequence[float] = MODE2_THRESHOLDS
     w_rules: Sequence[str] = ("dev_lowest_k", "dev_f1_below", "tail_by_train_count")
     views_kept: int = 4  # best routing/threshold settings whose merge policies are all tried
     folds: int = 2
