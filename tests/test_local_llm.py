@@ -98,17 +98,17 @@ def test_compile_evaluate_extract_with_the_local_llm(schema, tiny_slm, corpus_di
     """The whole CLI loop on a real LLM; the compile step reads dev (and train counts), never test."""
     from typer.testing import CliRunner
 
-    import slcolm_dspy.cli.program_cmds as program_cmds
+    import slcolm_dspy.program.compile as compile_module
     from slcolm_dspy.cli.app import app
 
     read: list[str] = []
-    real = program_cmds.load_split
+    real = compile_module.load_split
 
     def spy(data_dir, split, *args, **kwargs):
         read.append(split)
         return real(data_dir, split, *args, **kwargs)
 
-    monkeypatch.setattr(program_cmds, "load_split", spy)
+    monkeypatch.setattr(compile_module, "load_split", spy)
     runner = CliRunner()
     prog = tmp_path / "prog"
     common = ["--data", str(corpus_dir)]

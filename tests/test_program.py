@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from slcolm_dspy.cli.app import app
-from slcolm_dspy.cli.program_cmds import dev_sample
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.data.corpus import load_split
@@ -24,6 +23,7 @@ from slcolm_dspy.guide.embed import E5Embedder
 from slcolm_dspy.guide.pipeline import Guide, GuideConfig
 from slcolm_dspy.merge.policy import MergePolicy, cross_fitted, learn_per_type
 from slcolm_dspy.program import GuideOutcome, SLCoLMProgram, load_program, save_program
+from slcolm_dspy.program.compile import dev_sample
 from slcolm_dspy.program.runner import GuideRunner, run_program
 from slcolm_dspy.slm.extractor import SpanExtractor
 from slcolm_dspy.teleprompt import DevF1Search, SearchSpace, as_examples

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import shutil
-import time
-from collections import Counter
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,31 +19,12 @@ from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 
 if TYPE_CHECKING:
-    from slcolm_dspy.guide.pipeline import GuideConfig
+    pass
 
 console = make_console()
 
 LmOption = Annotated[str, typer.Option(help="local[:name] or any LiteLLM model string.")]
 ApiBaseOption = Annotated[str | None, typer.Option(help="An OpenAI-compatible server for --lm.")]
-
-
-def _open_lm(
-    lm: str, api_base: str | None, max_tokens: int, concurrency: int, log: Path
-) -> AbstractContextManager:
-    from slcolm_dspy.guide.backends import LMSpec, open_lm
-    from slcolm_dspy.slm.encoders import cache_dir
-
-    log.parent.mkdir(parents=True, exist_ok=True)
-    return open_lm(
-        LMSpec(lm, api_base=api_base, max_tokens=max_tokens), cache_dir(), parallel=concurrency, log=log
-    )
-
-
-def dev_sample(dev: list[Sentence], size: int, seed: int) -> list[Sentence]:
-    """A seeded sample of dev sentences, in corpus order. Sentences without relations stay in:
-    what an LLM adds there is a false positive the score must see."""
-    picked = sorted(random.Random(seed).sample(range(len(dev)), min(size, len(dev))))
-    return [dev[i] for i in picked]
 
 
 @reports_errors
@@ -76,118 +52,37 @@ def compile_program(
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Compile the LLM stage on dev: search prompts, routing and merge policy; save a program."""
-    output_dir(out)
     from dataclasses import replace
 
-    from slcolm_dspy.evaluate import RelationEvaluator
-    from slcolm_dspy.guide.pipeline import Guide
-    from slcolm_dspy.program import SLCoLMProgram, llm_view, save_program
-    from slcolm_dspy.program.runner import GuideRunner
-    from slcolm_dspy.teleprompt import DevF1Search, as_examples, candidate_table_rows, load_preset
+    from slcolm_dspy.program.compile import CompileRequest, compile_on_dev
+    from slcolm_dspy.teleprompt import candidate_table_rows, load_preset
 
+    output_dir(out)
     if demo_pool == "test":
         raise SlcolmError("--demo-pool test is refused: nothing is tuned or retrieved from the test split")
-    space = load_preset(preset)
     overrides = {"sample": sample, "budget_calls": budget_calls, "max_llm_share": max_llm_share}
-    space = replace(space, **{k: v for k, v in overrides.items() if v is not None})
-    schema = load_schema(schema_name)
-    data_dir = resolve_data_dir(data)
-    dev = load_split(data_dir, "dev", schema)[0]
-    records = dev_sample(dev, space.sample, seed)
-    train_counts = Counter(r.type for s in load_split(data_dir, "train", schema)[0] for r in s.relations)
-    needs_pool = any(int(k) > 0 for k in space.prompt.get("demos", [0]))
-    pool = load_split(data_dir, demo_pool, schema)[0] if needs_pool else []
-    program = SLCoLMProgram(schema)
-    with console.status("loading the SLM and the embedder"):
-        guide = Guide.from_files(schema, slm, embedder, pool, program.config)
+    space = replace(load_preset(preset), **{k: v for k, v in overrides.items() if v is not None})
+    request = CompileRequest(
+        space, load_schema(schema_name), resolve_data_dir(data), slm, out, lm, api_base, seed, demo_pool,
+        embedder, concurrency, max_tokens,
+    )  # fmt: skip
     console.print(
-        f"compiling with preset {space.name} ({space.description}) on {len(records)} dev sentences, "
+        f"compiling with preset {space.name} ({space.description}) on at most {space.sample} dev sentences, "
         f"at most {space.budget_calls} LLM calls, at most {space.max_llm_share:.0%} of sentences to the LLM"
     )
-    started = time.monotonic()
-    from slcolm_dspy.guide.choice import top_two
-    from slcolm_dspy.program.artifact import slm_reference
-    from slcolm_dspy.program.outcome import routed_share
-
-    # the LLM share of a routing band, on the whole dev split: only the SLM's scores are needed
-    with console.status("scoring every dev sentence's entity pairs with the SLM"):
-        dev_pairs = [
-            [top_two(p.probabilities) for p in pairs]
-            for _, pairs in guide.slm.predict_with_pair_scores([r.with_predictions((), ()) for r in dev])
-        ]
-
-    def share_of(config: GuideConfig) -> float:
-        return routed_share(dev_pairs, config)
-
-    # runs are kept per SLM: another SLM gives other hints, so its answers are not reused
-    work = out / "compile" / slm_reference(slm)["sha256"][:12]
-    for stale in out.glob("eval-*"):  # evaluations of an earlier program
-        shutil.rmtree(stale)
-    with (
-        _open_lm(lm, api_base, max_tokens, concurrency, work / "server.log") as model,
-        progress_bar(console, "dev sample") as (bar, on_done),
-    ):
-        runner = GuideRunner(guide, model, work, concurrency=concurrency, on_done=on_done)
-        search = DevF1Search(
-            space, runner, schema, train_counts=train_counts, share_of=share_of, progress=bar.console.print
+    with progress_bar(console, "dev sample") as (bar, on_done):
+        result = compile_on_dev(
+            request, on_status=bar.console.print, on_done=on_done, progress=bar.console.print
         )
-        compiled = search.compile(program, trainset=as_examples(records))
-        policies = search.policies_for(compiled, records)
-        if search.chosen_run is None:
-            raise SlcolmError("the optimizer chose no run")
-        outcome, _ = runner(search.chosen_run, records)
-    seconds = time.monotonic() - started
-    view, sample_share = llm_view(outcome, compiled.config)
-    merged = compiled.policy.apply_all(view, outcome.slm)
-    share = 0.0 if compiled.policy.kind == "slm" else share_of(compiled.config)
-    dev_scores = {}
-    for protocol in ("paper", "strict"):
-        evaluator = RelationEvaluator(records, schema, protocol)  # type: ignore[arg-type]
-        for name, recs in (("slm", outcome.slm), ("compiled", merged)):
-            result = evaluator(recs)
-            dev_scores[f"{name}.{protocol}"] = {
-                k: result[k] for k in ("micro_f1", "macro_f1", "head_macro_f1", "tail_macro_f1")
-            }
-    table_rows = candidate_table_rows(search.candidates)
-    _print_candidates(table_rows, len(search.candidates))
-    _print_refused(search.refused, search.space.max_llm_share)
-    retrieval = {
-        "pool_split": demo_pool if needs_pool else None,
-        "pool_sha256": schema.corpus.sha256.get(schema.corpus.splits[demo_pool].file)
-        if needs_pool and schema.corpus
-        else None,
-        "embedder": embedder,
-        "demos": compiled.config.demos,
-        "demo_source": compiled.config.demo_source,
-        "demo_order": compiled.config.demo_order,
-    }
-    dev_metrics = {
-        "sample": [r.id for r in records],
-        "seed": seed,
-        "llm_sentence_share": share,  # on the whole dev split
-        "llm_sentence_share_sample": 0.0 if compiled.policy.kind == "slm" else sample_share,
-        "scores": dev_scores,
-        "policies": [p.to_json() for p in policies],
-        "candidates": [c.to_json() for c in search.candidates],
-    }
-    extra = {"preset": space.name, "llm_calls": search.calls_used, "compile_seconds": round(seconds, 1)}
-    save_program(
-        out,
-        compiled,
-        schema,
-        lm={"model": lm, "api_base": api_base},
-        slm_dir=slm,
-        retrieval=retrieval,
-        dev_metrics=dev_metrics,
-        extra=extra,
-    )
-    c = dev_scores["compiled.paper"]
-    s = dev_scores["slm.paper"]
+    search = result.search
+    _print_candidates(candidate_table_rows(search.candidates), len(search.candidates))
+    _print_refused(search.refused, space.max_llm_share)
+    c, s = result.dev_scores["compiled.paper"], result.dev_scores["slm.paper"]
     console.print(
-        f"compiled policy: {compiled.policy.label}; dev sample macro-F1 {pct(c['macro_f1'])} "
+        f"compiled policy: {result.program.policy.label}; dev sample macro-F1 {pct(c['macro_f1'])} "
         f"(SLM {pct(s['macro_f1'])}), micro {pct(c['micro_f1'])} (SLM {pct(s['micro_f1'])}); "
-        f"{share:.0%} of dev sentences to the LLM; {search.calls_used} LLM calls in {seconds / 60:.1f} min; "
-        f"program in {out}"
+        f"{result.llm_share:.0%} of dev sentences to the LLM; {search.calls_used} LLM calls in "
+        f"{result.seconds / 60:.1f} min; program in {out}"
     )
 
 

@@ -151,7 +151,12 @@ class SentenceBuilder:
             raise self.fail(record, f"{what} holds an unpaired surrogate at character {exc.start}") from None
         return value
 
-    def relation(self, raw: Any, n_entities: int, record: str | int, index: int) -> Relation:
+    def relation(
+        self, raw: Any, n_entities: int, record: str | int, index: int, *, grounded: bool = True
+    ) -> Relation:
+        """A relation by entity index. Between grounded entities a head equal to its tail is an
+        error; recorded outputs that name entities by string alone (the replay pack) may relate
+        two mentions of one string, which collapse into one entity, so there it is kept."""
         where = f"relation {index}"
         if not isinstance(raw, Mapping):
             raise self.fail(record, f"{where} is not an object")
@@ -165,7 +170,7 @@ class SentenceBuilder:
                     record,
                     f"{where} {name} index {value!r} out of range ({n_entities} entities)",
                 )
-        if head == tail:
+        if head == tail and grounded:
             raise self.fail(record, f"{where} joins entity {head} with itself")
         return Relation(
             type=self.relation_type(raw["type"], record),
@@ -197,13 +202,26 @@ class SentenceBuilder:
         ents = tuple(
             self.grounded_entity(e, text, record, i, **entity_options) for i, e in enumerate(entities)
         )
-        rels = tuple(self.relation(r, len(ents), record, i) for i, r in enumerate(relations))
+        rels = tuple(
+            self.relation(r, len(ents), record, i, grounded=_both_grounded(r, ents))
+            for i, r in enumerate(relations)
+        )
         for i, raw in enumerate(relations):
             for key, idx in (("head_span", rels[i].head), ("tail_span", rels[i].tail)):
                 # Redundant span copies in the corpus must agree with the entity they name.
                 if key in raw and raw[key] != entities[idx].get("span", ents[idx].text):
                     raise self.fail(record, f"relation {i} {key} {raw[key]!r} != entity {idx}")
         return Sentence(sid, text, ents, rels, dict(variants or {}))
+
+
+def _both_grounded(raw: Any, entities: tuple[Entity, ...]) -> bool:
+    """Whether a raw relation's arguments are entities with offsets (unknown: treated as grounded)."""
+    if not isinstance(raw, Mapping):
+        return True
+    ends = [raw.get("head"), raw.get("tail")]
+    if not all(_is_int(i) and 0 <= i < len(entities) for i in ends):
+        return True  # the relation check names the bad index
+    return all(entities[i].grounded for i in ends)  # type: ignore[index]
 
 
 def _is_int(value: Any) -> bool:
