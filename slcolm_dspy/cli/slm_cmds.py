@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from slcolm_dspy.cli.data_cmds import report_skipped
-from slcolm_dspy.cli.errors import reports_errors
+from slcolm_dspy.cli.errors import reports_errors, stderr
 from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption
 from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
@@ -224,3 +224,10 @@ def predict(
     console.print(
         f"wrote {len(todo)} predictions to {out}" + (f" ({len(done)} were already there)" if done else "")
     )
+    if extractor.unscored_far_pairs:
+        stderr.print(
+            f"note: {extractor.unscored_far_pairs} entity pairs lie farther apart than one encoder window "
+            f"({extractor.model.encoder.max_length} units) and were not scored for a relation; "
+            "split long text into sentences to have them scored",
+            markup=False,
+        )

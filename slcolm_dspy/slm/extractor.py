@@ -97,6 +97,9 @@ class SpanExtractor:
         self.relation_thresholds = dict(relation_thresholds or {})
         self.entity_threshold = entity_threshold
         self.batch_size = batch_size
+        # entity pairs farther apart than one encoder window are not scored for a relation; a
+        # count, so that the limit is reported instead of silent (see `slcolm slm predict`)
+        self.unscored_far_pairs = 0
         self.overlapping = overlapping
         self.text_form = text_form
         self.precision = precision
@@ -169,14 +172,13 @@ class SpanExtractor:
                     b: self._without_overlaps(idxs, span_list, confidence) for b, idxs in by_sentence.items()
                 }
             reach = model.encoder.max_length - 2  # pairs farther apart than one window are not scored
+            candidates = [(a, b) for idxs in by_sentence.values() for a in idxs for b in idxs if a != b]
             pairs = [
                 (a, b)
-                for idxs in by_sentence.values()
-                for a in idxs
-                for b in idxs
-                if a != b
-                and max(span_list[a][2], span_list[b][2]) - min(span_list[a][1], span_list[b][1]) <= reach
+                for a, b in candidates
+                if max(span_list[a][2], span_list[b][2]) - min(span_list[a][1], span_list[b][1]) <= reach
             ]
+            self.unscored_far_pairs += len(candidates) - len(pairs)
             prob_parts, vec_parts = [], []
             for lo in range(0, len(pairs), CHUNK):
                 part = pairs[lo : lo + CHUNK]
