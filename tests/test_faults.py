@@ -91,3 +91,68 @@ def test_a_server_killed_mid_run_loses_nothing(tiny_slm, corpus_dir, tmp_path):
     blobs = [json.loads(x) for x in journal.read_text("utf-8").splitlines()]
     assert sorted(b["id"] for b in blobs) == sorted({b["id"] for b in blobs}) and len(blobs) == 6
     assert not any(b["guide"].get("failed") for b in blobs)
+
+
+WIDE_PRESET = (
+    "[search]\nsample = 8\nbudget_calls = 400\nmax_llm_share = 1.0\ntop_n = 2\n"
+    '[prompt]\nmodule = ["choice"]\nrotations = [1]\n'
+    "[routing]\nlow = [0.0]\nhigh = [1.01]\nmargin = [0.2]\n"
+)
+LETTER_A = [("A", -0.1), ("B", -2.5), ("C", -3.0)]
+
+
+def test_compile_killed_then_rerun_resumes_its_candidate_run(tiny_slm, corpus_dir, tmp_path):
+    preset = tmp_path / "wide.toml"
+    preset.write_text(WIDE_PRESET, encoding="utf-8")
+    prog = tmp_path / "prog"
+    env = {**os.environ, "OPENAI_API_KEY": "sk-wire-faults"}
+    with WireServer(lambda r, n: Reply(body=chat_reply("A", logprobs=LETTER_A).body, delay=0.2)) as server:
+        command = [SLCOLM, "compile", "--lm", "openai/wire", "--api-base", server.api_base, "--slm",
+                   str(tiny_slm[0]), "--out", str(prog), "--preset", str(preset), "--data", str(corpus_dir)]  # fmt: skip
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        journals: list[Path] = []
+        while time.monotonic() < deadline and process.poll() is None:
+            journals = list(prog.glob("compile/*/run-*/predictions.jsonl"))
+            if journals and journals[0].read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.05)
+        assert journals and process.poll() is None, "compile ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        before = ids_in(journals[0])
+        assert not (prog / "manifest.json").exists()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert (prog / "manifest.json").is_file()
+    ids = ids_in(journals[0])
+    assert len(ids) == len(set(ids)) == 8 and ids[: len(before)] == before
+
+
+def test_extract_killed_then_rerun(tiny_slm, schema, handful, tmp_path):
+    from slcolm_dspy.guide.choice import RoutingSettings
+    from slcolm_dspy.guide.pipeline import GuideConfig
+    from slcolm_dspy.merge.policy import MergePolicy
+    from slcolm_dspy.program.artifact import save_program
+    from slcolm_dspy.program.module import SLCoLMProgram
+
+    config = GuideConfig(module="choice", demos=0, rotations=1, routing=RoutingSettings(low=0.0, high=1.01))
+    prog = tmp_path / "prog"
+    save_program(prog, SLCoLMProgram(schema, config, MergePolicy("llm")), schema, lm={"model": "local"},
+                 slm_dir=tiny_slm[0], retrieval={}, dev_metrics={})  # fmt: skip
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(h.text for h in handful), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    journal = tmp_path / "out.jsonl.run" / "predictions.jsonl"
+    env = {**os.environ, "OPENAI_API_KEY": "sk-wire-faults"}
+    with WireServer(lambda r, n: Reply(body=chat_reply("A", logprobs=LETTER_A).body, delay=0.3)) as server:
+        command = [SLCOLM, "extract", "--program", str(prog), str(text), "--out", str(out), "--lm", "openai/wire",
+                   "--api-base", server.api_base]  # fmt: skip
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kill_when(process, journal, 2)
+        before = ids_in(journal)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    ids = ids_in(journal)
+    assert len(ids) == len(set(ids)) and ids[: len(before)] == before
+    assert len(ids_in(out)) == len(set(ids_in(out))) == len(ids)

@@ -26,6 +26,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.io import complete_records, drop_torn_tail, rewrite_jsonl, written_ids
+from slcolm_dspy.data.readers import read_jsonl
 from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
@@ -379,11 +380,18 @@ def run_guide(
     started = time.monotonic()
     prepared = guide.prepare(todo)
     # The SLM's own predictions for every sentence, for merging and scoring beside the LLM's:
-    # those just prepared, plus (on a resumed run) the sentences written before.
+    # those just prepared, plus (on a resumed run) the sentences written before, read back as
+    # stored. Predicting those again is not safe: the SLM's low-precision kernels can shift a
+    # borderline entity with the batch a sentence shares, and the stored answers index the
+    # entities of the record they were asked about.
+    slm_path = run_dir / "slm.jsonl"
     slm_by_id = {p.record.id: p.slm for p in prepared}
+    stored = {r.id: r for r in read_jsonl(slm_path, guide.schema)[0]} if slm_path.is_file() else {}
     earlier = [r for r in records if r.id not in slm_by_id]
-    slm_by_id.update(zip((r.id for r in earlier), guide.slm.predict(earlier), strict=True))
-    write_jsonl([slm_by_id[r.id] for r in records], run_dir / "slm.jsonl")
+    slm_by_id.update({r.id: stored[r.id] for r in earlier if r.id in stored})
+    missing = [r for r in earlier if r.id not in slm_by_id]
+    slm_by_id.update(zip((r.id for r in missing), guide.slm.predict(missing), strict=True))
+    write_jsonl([slm_by_id[r.id] for r in records], slm_path)
     lock = threading.Lock()
     stop = threading.Event()
 
