@@ -506,3 +506,18 @@ def test_fuzz_raw_bytes(tmp_path_factory, blob):
     folder = tmp_path_factory.mktemp("fz")
     _reads_or_refuses(folder / "f.jsonl", blob)
     _reads_or_refuses(folder / "f.json", blob)
+
+
+def test_skip_bad_covers_replay_style_files(tmp_path):
+    good = {
+        "text": "董卓",
+        "entities": [{"type": "人物", "span": "董卓", "confidence": 0.9}],
+        "relations": [],
+    }
+    bad = {"text": "旻", "entities": [{"type": "人物", "span": "旻", "confidence": "high"}], "relations": []}
+    path = tmp_path / "slm.jsonl"
+    path.write_bytes(jsonl(good, bad) + b"not json\n")
+    records, report = read_records(path, _schema(), skip_bad=True)
+    assert [r.text for r in records] == ["董卓"] and len(report.skipped) == 2
+    with pytest.raises(SlcolmError, match="line 2"):
+        read_records(path, _schema())

@@ -156,3 +156,22 @@ def test_extract_killed_then_rerun(tiny_slm, schema, handful, tmp_path):
     ids = ids_in(journal)
     assert len(ids) == len(set(ids)) and ids[: len(before)] == before
     assert len(ids_in(out)) == len(set(ids_in(out))) == len(ids)
+
+
+def test_ctrl_c_stops_slm_training(corpus_dir, tmp_path):
+    """A long command other than the guide: SIGINT during training ends it within seconds, one
+    line and exit 130, no traceback."""
+    out = tmp_path / "slm"
+    command = [SLCOLM, "slm", "train", "--data", str(corpus_dir), "--out", str(out), "--encoder", "scratch",
+               "--epochs", "50"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None and not out.exists():
+        time.sleep(0.1)
+    time.sleep(5)  # inside the epochs
+    assert process.poll() is None, process.communicate()
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and time.monotonic() - sent < 60
+    assert "interrupted" in stderr and "Traceback" not in stderr + stdout

@@ -308,9 +308,9 @@ def read_records(path: Path | str, schema: Schema, *, skip_bad: bool = False) ->
     if fmt == "spert":
         return read_spert(path, schema, skip_bad=skip_bad)
     if fmt == "replay-gold":
-        return replay_pack.read_gold(path, schema)
+        return replay_pack.read_gold(path, schema, skip_bad=skip_bad)
     if fmt == "replay-slm":
-        return replay_pack.read_slm(path, schema)
+        return replay_pack.read_slm(path, schema, skip_bad=skip_bad)
     if fmt == "replay-llm":
         raise SlcolmError(f"{path}: raw LLM answers, not records; score them with `slcolm replay`")
     return read_jsonl(path, schema, skip_bad=skip_bad)

@@ -58,22 +58,42 @@ Mentions = list[tuple[str | None, str, float | None]]
 
 
 def _read(
-    path: Path, schema: Schema, mentions_of: Callable[[SentenceBuilder, str, dict[str, Any]], Mentions]
+    path: Path,
+    schema: Schema,
+    mentions_of: Callable[[SentenceBuilder, str, dict[str, Any]], Mentions],
+    skip_bad: bool = False,
 ) -> tuple[list[Sentence], ReadReport]:
     builder = SentenceBuilder(schema, str(path))
     out = []
-    for lineno, rec in iter_jsonl(path):
-        record = f"at line {lineno}"
-        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-            raise builder.fail(record, "expected an object with 'text'")
-        mentions = mentions_of(builder, record, rec)
-        sid = f"{path.stem}-{lineno:04d}"
-        relations = rec.get("relations", [])
-        if not isinstance(relations, list):
-            raise builder.fail(record, "'relations' must be a list")
-        builder.checked_text(rec["text"], record, "text")
-        out.append(_ungrounded(builder, record, sid, rec["text"], mentions, relations))
+    bad = builder.report.skipped if skip_bad else None
+    for lineno, rec in iter_jsonl(path, bad=bad):
+        try:
+            out.append(_record(builder, path, lineno, rec, mentions_of))
+        except DataError as err:
+            if bad is None:
+                raise
+            bad.append(err)
     return out, builder.report
+
+
+def _record(
+    builder: SentenceBuilder,
+    path: Path,
+    lineno: int,
+    rec: Any,
+    mentions_of: Callable[[SentenceBuilder, str, dict[str, Any]], Mentions],
+) -> Sentence:
+    """One recorded line as a record of ungrounded entities."""
+    record = f"at line {lineno}"
+    if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+        raise builder.fail(record, "expected an object with 'text'")
+    mentions = mentions_of(builder, record, rec)
+    sid = f"{path.stem}-{lineno:04d}"
+    relations = rec.get("relations", [])
+    if not isinstance(relations, list):
+        raise builder.fail(record, "'relations' must be a list")
+    builder.checked_text(rec["text"], record, "text")
+    return _ungrounded(builder, record, sid, rec["text"], mentions, relations)
 
 
 def _gold_mentions(builder: SentenceBuilder, record: str, rec: dict[str, Any]) -> Mentions:
@@ -101,14 +121,14 @@ def _slm_mentions(builder: SentenceBuilder, record: str, rec: dict[str, Any]) ->
     return mentions
 
 
-def read_gold(path: Path, schema: Schema) -> tuple[list[Sentence], ReadReport]:
+def read_gold(path: Path, schema: Schema, *, skip_bad: bool = False) -> tuple[list[Sentence], ReadReport]:
     """`test401_gold.jsonl` / `dev_gold.jsonl`: entities grouped by type name, relations by string."""
-    return _read(path, schema, _gold_mentions)
+    return _read(path, schema, _gold_mentions, skip_bad)
 
 
-def read_slm(path: Path, schema: Schema) -> tuple[list[Sentence], ReadReport]:
+def read_slm(path: Path, schema: Schema, *, skip_bad: bool = False) -> tuple[list[Sentence], ReadReport]:
     """`slm_spert_*.jsonl`: entity strings with confidences, relations with probabilities."""
-    return _read(path, schema, _slm_mentions)
+    return _read(path, schema, _slm_mentions, skip_bad)
 
 
 def read_llm_answers(path: Path) -> list[tuple[str, Any]]:
