@@ -135,7 +135,11 @@ def test_llm_view_counts_the_sentences_that_reach_the_llm(schema):
 
     slm = [sentence("a", []), sentence("b", [])]
     llm = [sentence("a", [("父", 0, 1)]), sentence("b", [("父", 0, 1)])]
-    meta = [{"llm": True, "pairs": [[0, 1, 0.6, 0.1]]}, {"llm": True, "pairs": [[0, 1, 0.99, 0.0]]}]
+    # the named record a run writes now, and the positional list older runs wrote
+    meta = [
+        {"llm": True, "pairs": [{"head": 0, "tail": 1, "best": 0.6, "second": 0.1}]},
+        {"llm": True, "pairs": [[0, 1, 0.99, 0.0]]},
+    ]
     outcome = GuideOutcome(slm, llm, slm, meta, {})
     config = GuideConfig(routing=RoutingSettings(low=0.1, high=0.9, margin=0.2), route_sentences=True)
     view, share = llm_view(outcome, config)

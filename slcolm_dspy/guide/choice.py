@@ -53,6 +53,33 @@ class ChoiceTask:
     second: float = 0.0
 
 
+@dataclass(frozen=True)
+class PairTopTwo:
+    """An entity pair's two best SLM relation probabilities, kept per sentence in a guide run so
+    that narrower routing bands can be replayed offline without the SLM."""
+
+    head: int
+    tail: int
+    best: float
+    second: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "head": self.head,
+            "tail": self.tail,
+            "best": round(self.best, 4),
+            "second": round(self.second, 4),
+        }
+
+    @classmethod
+    def from_json(cls, blob: Any) -> PairTopTwo:
+        """From a run's JSON: the named record, or the positional list older runs wrote."""
+        if isinstance(blob, list | tuple):  # runs written before this record had names
+            head, tail, best, second = blob
+            return cls(int(head), int(tail), float(best), float(second))
+        return cls(int(blob["head"]), int(blob["tail"]), float(blob["best"]), float(blob["second"]))
+
+
 def is_routed(best: float, second: float, settings: RoutingSettings) -> bool:
     """Whether a pair with these two best SLM probabilities goes to the LLM."""
     if best < settings.low:

@@ -34,6 +34,7 @@ from slcolm_dspy.guide.candidates import CandidateSelector
 from slcolm_dspy.guide.choice import (
     ChoiceTask,
     ChoiceThresholds,
+    PairTopTwo,
     RoutingSettings,
     apply_choices,
     choice_prompt,
@@ -434,7 +435,7 @@ def run_guide(
         summary.llm_sentences += int(meta.get("llm", True))
         # every pair's two best SLM probabilities: narrower routing bands can be replayed offline
         meta["pairs"] = [
-            [p.head, p.tail, *(round(x, 4) for x in top_two(p.probabilities))] for p in item.pair_scores
+            PairTopTwo(p.head, p.tail, *top_two(p.probabilities)).to_json() for p in item.pair_scores
         ]
         with lock:
             sink.write(json.dumps({**record.to_json(), "guide": meta}, ensure_ascii=False) + "\n")

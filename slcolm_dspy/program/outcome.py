@@ -15,7 +15,7 @@ from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.io import iter_jsonl
 from slcolm_dspy.data.readers import read_records
-from slcolm_dspy.guide.choice import apply_choices, is_routed
+from slcolm_dspy.guide.choice import PairTopTwo, apply_choices, is_routed
 from slcolm_dspy.guide.pipeline import GuideConfig
 
 
@@ -68,7 +68,8 @@ def goes_to_llm(meta: dict[str, Any], config: GuideConfig) -> bool:
         )
     if not config.route_sentences:
         return bool(meta.get("llm", True))
-    return any(is_routed(p[2], p[3], config.routing) for p in meta.get("pairs", []))
+    pairs = (PairTopTwo.from_json(p) for p in meta.get("pairs", []))
+    return any(is_routed(p.best, p.second, config.routing) for p in pairs)
 
 
 def llm_view(outcome: GuideOutcome, config: GuideConfig) -> tuple[list[Sentence], float]:
