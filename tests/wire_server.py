@@ -107,6 +107,8 @@ class WireServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        # a client that hangs up (a test's SIGKILL, a dropped connection) is not an error here
+        self._server.handle_error = lambda request, client_address: None
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

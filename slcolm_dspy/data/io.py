@@ -4,23 +4,46 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import DataError, SlcolmError
 
+# Deeper JSON is refused before parsing: the C decoder would raise RecursionError, and hitting
+# the interpreter's recursion limit can leave it unable to compile code afterwards.
+MAX_DEPTH = 200
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _too_deep(blob: bytes) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than MAX_DEPTH (strings ignored)."""
+    if blob.count(b"[") + blob.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for match in _BRACKET.finditer(_STRING.sub(b'""', blob)):
+        depth += 1 if match.group() in (b"[", b"{") else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
 
 def load_json(path: Path) -> Any:
     """Parse a whole JSON file; a syntax error names the line and column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        blob = path.read_bytes()
     except FileNotFoundError:
         raise SlcolmError(f"file not found: {path}") from None
     except IsADirectoryError:
         raise SlcolmError(f"{path} is a directory, not a JSON file") from None
+    try:
+        text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if _too_deep(blob):
+        raise DataError(str(path), f"JSON nested too deeply (more than {MAX_DEPTH} levels)")
     try:
         return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
@@ -90,6 +113,10 @@ def complete_records(path: Path) -> Iterator[Any]:
 
 
 def _parse_line(path: Path, number: int, line: bytes) -> Any:
+    if _too_deep(line):
+        raise DataError(
+            str(path), f"JSON nested too deeply (more than {MAX_DEPTH} levels)", f"at line {number}"
+        )
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
