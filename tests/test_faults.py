@@ -166,9 +166,10 @@ def test_ctrl_c_stops_slm_training(corpus_dir, tmp_path):
                "--epochs", "50"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None and not out.exists():
+    # config.json is written when training starts (corpus read, model built)
+    while time.monotonic() < deadline and process.poll() is None and not (out / "config.json").exists():
         time.sleep(0.1)
-    time.sleep(5)  # inside the epochs
+    time.sleep(2)  # inside the epochs
     assert process.poll() is None, process.communicate()
     sent = time.monotonic()
     process.send_signal(signal.SIGINT)
