@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -447,7 +448,12 @@ def run_guide(
     pool = ThreadPoolExecutor(max(1, concurrency))
     try:
         with out_path.open("a", encoding="utf-8") as sink:
-            for item, (rec, meta) in zip(prepared, pool.map(work, prepared), strict=True):
+            futures = [pool.submit(work, item) for item in prepared]
+            for item, future in zip(prepared, futures, strict=True):
+                # short waits, not one blocking wait: Ctrl-C is acted on within half a second
+                while not future.done():
+                    wait_for([future], timeout=0.5)
+                rec, meta = future.result()
                 record(item, rec, meta)
     except (KeyboardInterrupt, Interrupted):
         stop.set()
