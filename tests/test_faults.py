@@ -176,3 +176,27 @@ def test_ctrl_c_stops_slm_training(corpus_dir, tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and time.monotonic() - sent < 60
     assert "interrupted" in stderr and "Traceback" not in stderr + stdout
+
+
+def test_which_llm_failures_are_retried_given_up_or_stop_the_run():
+    import litellm
+
+    from slcolm_dspy.guide.faults import RetryPolicy, judge
+
+    def status_error(cls, status):
+        import httpx
+
+        response = httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/v1"))
+        return cls("x", model="m", llm_provider="openai", response=response)
+
+    assert (
+        judge(litellm.ContextWindowExceededError("too long", model="m", llm_provider="openai")) == "give_up"
+    )
+    assert judge(litellm.BadRequestError("bad", model="m", llm_provider="openai")) == "stop"
+    assert judge(status_error(litellm.AuthenticationError, 401)) == "stop"
+    assert judge(litellm.RateLimitError("slow", model="m", llm_provider="openai")) == "retry"
+    assert judge(litellm.APIConnectionError("gone", model="m", llm_provider="openai")) == "retry"
+    assert judge(TimeoutError()) == "retry"
+    assert judge(ValueError("a defect of ours")) == "raise"  # never passed off as a failed sentence
+    policy = RetryPolicy(retries=3, base_delay=1.0, max_delay=5.0)
+    assert [policy.delay(a, TimeoutError()) for a in range(4)] == [1.0, 2.0, 4.0, 5.0]

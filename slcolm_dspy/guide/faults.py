@@ -142,6 +142,13 @@ def _is_transport(exc: BaseException) -> bool:
 def judge(exc: BaseException) -> Verdict:
     """retry (worth asking again), give_up (this sentence only), stop (the whole run), or raise
     (not an LLM failure at all: a defect of ours must not pass as a failed sentence)."""
+    from dspy.utils.exceptions import ContextWindowExceededError
+
+    if any(
+        isinstance(e, ContextWindowExceededError) or "ContextWindowExceeded" in type(e).__name__
+        for e in _chain(exc)
+    ):
+        return "give_up"  # a 400 about this sentence's prompt only: the others may fit
     status = status_of(exc)
     if status in FATAL_STATUS:
         return "stop"
