@@ -17,6 +17,12 @@ SLCOLM = str(Path(sys.executable).with_name("slcolm"))
 EMPTY = json.dumps({"entities": [], "relations": []})
 
 
+def foreground() -> None:
+    """In the child: Ctrl-C as in a terminal. A run started in the background (`cmd &`, some CI
+    runners) inherits SIGINT ignored, and a Python started so keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ids_in(path: Path) -> list[str]:
     return [json.loads(x)["id"] for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
@@ -164,7 +170,9 @@ def test_ctrl_c_stops_slm_training(corpus_dir, tmp_path):
     out = tmp_path / "slm"
     command = [SLCOLM, "slm", "train", "--data", str(corpus_dir), "--out", str(out), "--encoder", "scratch",
                "--epochs", "50"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=foreground
+    )
     deadline = time.monotonic() + 180
     # config.json is written when training starts (corpus read, model built)
     while time.monotonic() < deadline and process.poll() is None and not (out / "config.json").exists():

@@ -29,6 +29,12 @@ FAST = RetryPolicy(retries=2, base_delay=0.01, max_delay=0.5)
 LETTER_A = [("A", -0.1), ("B", -2.5), ("C", -3.0), ("D", -4.0)]
 
 
+def foreground() -> None:
+    """In the child: Ctrl-C as in a terminal. A run started in the background (`cmd &`, some CI
+    runners) inherits SIGINT ignored, and a Python started so keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def embedder():
     return E5Embedder(threads=1)
@@ -248,7 +254,7 @@ def test_ctrl_c_stops_a_guide_run_while_a_request_hangs(tiny_slm, corpus_dir, tm
             "--lm", "openai/wire", "--api-base", server.api_base, "--slm", str(tiny_slm[0]),
             "--demos", "0", "--out", str(out), "--data", str(corpus_dir),
         ]  # fmt: skip
-        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=foreground)
         deadline = time.monotonic() + 120
         while not server.requests and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.1)
