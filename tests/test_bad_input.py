@@ -174,7 +174,7 @@ REPLAY_CASES: dict[str, tuple[str, bytes, str]] = {
 }
 
 
-def one_line_error(result, *words: str) -> str:
+def assert_one_line_error(result, *words: str) -> str:
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     lines = [x for x in result.output.strip().splitlines() if x.startswith("error:")]
@@ -184,13 +184,20 @@ def one_line_error(result, *words: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", sorted(RECORD_CASES))
-def test_bad_jsonl_records_are_one_line(case, tmp_path):
-    blob, words = RECORD_CASES[case]
-    path = tmp_path / "bad.jsonl"
+# every case `data convert` reads: (file name, bytes, words the line must contain)
+CONVERT_CASES = {
+    **{name: ("bad.jsonl", blob, words) for name, (blob, words) in RECORD_CASES.items()},
+    **{name: ("bad.json", blob, words) for name, (blob, words) in SPERT_CASES.items()},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVERT_CASES))
+def test_bad_records_are_one_line(case, tmp_path):
+    name, blob, words = CONVERT_CASES[case]
+    path = tmp_path / name
     path.write_bytes(blob)
     result = runner.invoke(app, ["data", "convert", str(path), "--out", str(tmp_path / "out.jsonl")])
-    one_line_error(result, str(path), words)
+    assert_one_line_error(result, str(path), words)
 
 
 @pytest.mark.parametrize(
@@ -209,15 +216,6 @@ def test_skip_bad_skips_and_counts_every_kind(case, tmp_path):
     assert result.exit_code == 0 and "skipped" in result.output
 
 
-@pytest.mark.parametrize("case", sorted(SPERT_CASES))
-def test_bad_spert_records_are_one_line(case, tmp_path):
-    blob, words = SPERT_CASES[case]
-    path = tmp_path / "bad.json"
-    path.write_bytes(blob)
-    result = runner.invoke(app, ["data", "convert", str(path), "--out", str(tmp_path / "out.jsonl")])
-    one_line_error(result, str(path), words)
-
-
 @pytest.mark.parametrize("case", sorted(REPLAY_CASES))
 def test_bad_replay_style_records_are_one_line(case, tmp_path):
     name, blob, words = REPLAY_CASES[case]
@@ -226,7 +224,7 @@ def test_bad_replay_style_records_are_one_line(case, tmp_path):
     gold = tmp_path / "g.jsonl"
     gold.write_bytes(jsonl({"id": "g", "text": "董卓", "entities": [], "relations": []}))
     result = runner.invoke(app, ["evaluate", "--pred", str(path), "--gold", str(gold)])
-    one_line_error(result, str(path), words)
+    assert_one_line_error(result, str(path), words)
 
 
 def test_replay_expected_json_that_is_a_list(replay_dir, tmp_path):
@@ -234,7 +232,7 @@ def test_replay_expected_json_that_is_a_list(replay_dir, tmp_path):
     shutil.copytree(replay_dir, pack)
     (pack / "expected.json").write_text("[1, 2]", encoding="utf-8")
     result = runner.invoke(app, ["replay", "--pack", str(pack)])
-    one_line_error(result, "expected.json", "JSON object")
+    assert_one_line_error(result, "expected.json", "JSON object")
 
 
 PATH_CASES = {
@@ -260,7 +258,7 @@ def test_output_paths(case, tmp_path):
     if words is None:
         assert result.exit_code == 0 and target.is_file()
     else:
-        one_line_error(result, str(target), words)
+        assert_one_line_error(result, str(target), words)
 
 
 def test_stats_json_into_a_missing_folder(corpus_dir, tmp_path):
@@ -271,21 +269,21 @@ def test_stats_json_into_a_missing_folder(corpus_dir, tmp_path):
 
 def test_input_that_is_a_directory(tmp_path):
     result = runner.invoke(app, ["data", "convert", str(tmp_path), "--out", str(tmp_path / "o.jsonl")])
-    one_line_error(result, str(tmp_path), "directory")
+    assert_one_line_error(result, str(tmp_path), "directory")
 
 
 def test_missing_input_file(tmp_path):
     result = runner.invoke(
         app, ["data", "convert", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o.jsonl")]
     )
-    one_line_error(result, "not found")
+    assert_one_line_error(result, "not found")
 
 
 def test_fetch_url_template_with_an_unknown_field(tmp_path):
     result = runner.invoke(
         app, ["data", "fetch", "chisre", "--data", str(tmp_path), "--url-template", "https://x/{nope}/{file}"]
     )
-    one_line_error(result, "{nope}", "known fields")
+    assert_one_line_error(result, "{nope}", "known fields")
 
 
 # ---- program directories ------------------------------------------------------------------------
@@ -353,7 +351,7 @@ def test_broken_program_directories_are_one_line(case, program_dir, tmp_path):
     result = runner.invoke(
         app, ["extract", "--program", str(target), str(text), "--out", str(tmp_path / "o.jsonl")]
     )
-    one_line_error(result, words)
+    assert_one_line_error(result, words)
 
 
 def test_the_intact_program_directory_extracts(program_dir, tmp_path):
@@ -381,7 +379,7 @@ def test_an_slm_with_nan_weights_is_refused(tiny_slm, tmp_path):
         app,
         ["slm", "predict", "--model", str(target), "--data", str(source), "--out", str(tmp_path / "p.jsonl")],
     )
-    one_line_error(result, "non-finite", name)
+    assert_one_line_error(result, "non-finite", name)
 
 
 # ---- fuzz ------------------------------------------------------------------------------------------
@@ -467,7 +465,7 @@ FUZZ = settings(
 )
 
 
-def _reads_or_refuses(path: Path, blob: bytes) -> None:
+def assert_reads_or_refuses(path: Path, blob: bytes) -> None:
     """The contract: records come back, or one SlcolmError; never another exception."""
     path.write_bytes(blob)
     try:
@@ -485,27 +483,27 @@ def test_fuzz_jsonl(tmp_path_factory, records):
     blob = b"".join(
         json.dumps(r, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n" for r in records
     )
-    _reads_or_refuses(tmp_path_factory.mktemp("fz") / "f.jsonl", blob)
+    assert_reads_or_refuses(tmp_path_factory.mktemp("fz") / "f.jsonl", blob)
 
 
 @FUZZ
 @given(records=st.lists(SPERT, min_size=1, max_size=3))
 def test_fuzz_spert(tmp_path_factory, records):
-    _reads_or_refuses(tmp_path_factory.mktemp("fz") / "f.json", json.dumps(records).encode())
+    assert_reads_or_refuses(tmp_path_factory.mktemp("fz") / "f.json", json.dumps(records).encode())
 
 
 @FUZZ
 @given(records=st.lists(REPLAY_SLM, min_size=1, max_size=3))
 def test_fuzz_replay_slm(tmp_path_factory, records):
-    _reads_or_refuses(tmp_path_factory.mktemp("fz") / "f.jsonl", jsonl(*records))
+    assert_reads_or_refuses(tmp_path_factory.mktemp("fz") / "f.jsonl", jsonl(*records))
 
 
 @FUZZ
 @given(blob=st.binary(max_size=200))
 def test_fuzz_raw_bytes(tmp_path_factory, blob):
     folder = tmp_path_factory.mktemp("fz")
-    _reads_or_refuses(folder / "f.jsonl", blob)
-    _reads_or_refuses(folder / "f.json", blob)
+    assert_reads_or_refuses(folder / "f.jsonl", blob)
+    assert_reads_or_refuses(folder / "f.json", blob)
 
 
 def test_skip_bad_covers_replay_style_files(tmp_path):

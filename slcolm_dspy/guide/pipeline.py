@@ -331,14 +331,17 @@ class RunSummary:
         }
 
 
+def _failed(line: Any) -> bool:
+    """A journal line of a sentence whose LLM calls kept failing."""
+    return isinstance(line, dict) and bool((line.get("guide") or {}).get("failed"))
+
+
 def finished_ids(path: Path) -> set[str]:
     """Sentences a guide run has answered; failed ones (LLM calls that kept failing) are not."""
     if not path.is_file():
         return set()
     return {
-        str(o["id"])
-        for o in complete_records(path)
-        if isinstance(o, dict) and "id" in o and not (o.get("guide") or {}).get("failed")
+        str(o["id"]) for o in complete_records(path) if isinstance(o, dict) and "id" in o and not _failed(o)
     }
 
 
@@ -349,7 +352,7 @@ def resume_journal(path: Path) -> set[str]:
     if not path.is_file():
         return set()
     drop_torn_tail(path)
-    rewrite_jsonl(path, lambda o: not (isinstance(o, dict) and (o.get("guide") or {}).get("failed")))
+    rewrite_jsonl(path, lambda line: not _failed(line))
     return written_ids(path)
 
 

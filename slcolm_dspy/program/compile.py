@@ -56,6 +56,12 @@ class CompileRequest:
     concurrency: int = 1
     max_tokens: int = DEFAULT_MAX_TOKENS
 
+    def __post_init__(self) -> None:
+        if self.demo_pool == "test":
+            raise SlcolmError(
+                "--demo-pool test is refused: nothing is tuned or retrieved from the test split"
+            )
+
 
 @dataclass
 class CompileResult:
@@ -75,8 +81,6 @@ def compile_on_dev(
     progress: Callable[[str], None] | None = None,
 ) -> CompileResult:
     """Search on the dev sample, score the choice on it, save the program directory."""
-    if request.demo_pool == "test":
-        raise SlcolmError("--demo-pool test is refused: nothing is tuned or retrieved from the test split")
     space, schema = request.space, request.schema
     dev = load_split(request.data_dir, "dev", schema)[0]
     records = dev_sample(dev, space.sample, request.seed)
