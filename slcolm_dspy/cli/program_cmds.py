@@ -10,7 +10,7 @@ from rich.table import Table
 
 from slcolm_dspy.cli.errors import reports_errors
 from slcolm_dspy.cli.options import ConcurrencyOption, DataOption, MaxTokensOption, SchemaOption
-from slcolm_dspy.cli.render import make_console, pct, progress_bar
+from slcolm_dspy.cli.render import group_macro, make_console, pct, progress_bar
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, load_schema
@@ -263,8 +263,8 @@ def _print_report(report: dict[str, Any], title: str) -> None:
             pct(p["macro_f1"]),
             pct(s["micro_f1"]),
             pct(s["macro_f1"]),
-            pct(p["head_macro_f1"]),
-            pct(p["tail_macro_f1"]),
+            group_macro(p, "head"),
+            group_macro(p, "tail"),
             str(row["llm_calls"]),
             str(row["prompt_tokens"]),
             "-" if row["seconds"] is None else f"{row['seconds']:.0f}",

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from slcolm_dspy.evaluate.report import group_macro
+
 
 def make_console(stderr: bool = False) -> Console:
     """A console that does not wrap tables at 80 columns when output goes to a file or pipe."""
@@ -53,8 +55,8 @@ def summary_table(title: str, rows: Mapping[str, Mapping[str, Any]]) -> Table:
             name,
             prf_cells(r, "micro"),
             prf_cells(r, "macro"),
-            pct(r["head_macro_f1"]),
-            pct(r["tail_macro_f1"]),
+            group_macro(r, "head"),
+            group_macro(r, "tail"),
             pct(r["ner_f1"]) if "ner_f1" in r else "-",
             f"{r['correct']} / {r['predicted']} / {r['gold']}",
         )

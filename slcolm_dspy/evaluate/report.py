@@ -24,6 +24,8 @@ SUMMARY_KEYS = (
     "macro_f1",
     "head_macro_f1",
     "tail_macro_f1",
+    "head_types",
+    "tail_types",
 )
 
 
@@ -38,17 +40,24 @@ class System:
 
 
 def build_report(
-    gold: Sequence[Sentence], systems: Sequence[System], schema: Schema, **extra: Any
+    gold: Sequence[Sentence],
+    systems: Sequence[System],
+    schema: Schema,
+    *,
+    protocols: Sequence[str] = PROTOCOLS,
+    **extra: Any,
 ) -> dict[str, Any]:
-    evaluators = {p: RelationEvaluator(gold, schema, p) for p in PROTOCOLS}
+    """Score every system under `protocols` ("paper" first: per-type figures are the paper's;
+    records without offsets, such as the recorded outputs, can only be scored by it)."""
+    evaluators = {p: RelationEvaluator(gold, schema, p) for p in protocols}
     rows = []
     for system in systems:
-        scores = {p: evaluators[p](system.records) for p in PROTOCOLS}
+        scores = {p: evaluators[p](system.records) for p in protocols}
         rows.append(
             {
                 "name": system.name,
                 "note": system.note,
-                **{p: {k: scores[p][k] for k in SUMMARY_KEYS} for p in PROTOCOLS},
+                **{p: {k: scores[p][k] for k in SUMMARY_KEYS} for p in protocols},
                 "ner_f1": scores["paper"].get("ner_f1"),
                 "per_type": scores["paper"]["per_type"],
                 "llm_calls": system.llm_calls,
@@ -56,7 +65,13 @@ def build_report(
                 "seconds": system.seconds,
             }
         )
-    return {"sentences": len(gold), "primary_metric": "paper.macro_f1", "systems": rows, **extra}
+    return {
+        "sentences": len(gold),
+        "protocols": list(protocols),
+        "primary_metric": "paper.macro_f1",
+        "systems": rows,
+        **extra,
+    }
 
 
 def write_json(report: Mapping[str, Any], path: Path) -> None:
@@ -177,6 +192,14 @@ def write_chart(report: Mapping[str, Any], schema: Schema, names: Sequence[str],
     plt.close(fig)
 
 
+def group_macro(scores: Mapping[str, Any], group: str) -> str:
+    """A group's macro F1 as a percentage; "–" where the group has no type to average (a schema
+    with no tail types), which 0.00 would misreport as a failure."""
+    if scores.get(f"{group}_types") == 0:
+        return "–"
+    return f"{100 * scores[f'{group}_macro_f1']:.2f}"
+
+
 def _triples(record: Sentence | None, form: str | None) -> list[tuple[str, str, str]]:
     return record.triples(form) if record is not None else []
 
@@ -196,6 +219,7 @@ def write_html(
     predicted triples; correct ones plain, wrong ones and missed ones marked."""
     form = schema.paper.form
     esc = html.escape
+    protocols = report.get("protocols", PROTOCOLS)
     by_id = {p.id: p for p in predicted}
     out = [
         "<!doctype html><meta charset='utf-8'>",
@@ -205,17 +229,19 @@ def write_html(
         ".ok{color:#1a7f37}.wrong{color:#c62828;text-decoration:line-through}.missed{color:#b26a00}"
         ".s{margin:1em 0;padding:.5em;border-left:3px solid #ddd}.t{font-size:1.1em}</style>",
         f"<h1>{esc(title)}</h1>",
-        "<h2>Systems (paper / strict protocol, %)</h2><table><tr><th>system</th><th>paper micro</th>"
-        "<th>paper macro</th><th>strict micro</th><th>strict macro</th><th>head macro</th><th>tail macro</th>"
-        "<th>LLM calls</th></tr>",
+        f"<h2>Systems ({' / '.join(protocols)} protocol, %)</h2><table><tr><th>system</th>"
+        + "".join(f"<th>{p} micro</th><th>{p} macro</th>" for p in protocols)
+        + "<th>head macro</th><th>tail macro</th><th>LLM calls</th></tr>",
     ]
     for row in report["systems"]:
-        p, s = row["paper"], row["strict"]
+        cells = "".join(
+            f"<td>{100 * row[p]['micro_f1']:.2f}</td><td>{100 * row[p]['macro_f1']:.2f}</td>"
+            for p in protocols
+        )
+        paper = row["paper"]
         out.append(
-            f"<tr><td>{esc(row['name'])}</td>"
-            f"<td>{100 * p['micro_f1']:.2f}</td><td>{100 * p['macro_f1']:.2f}</td>"
-            f"<td>{100 * s['micro_f1']:.2f}</td><td>{100 * s['macro_f1']:.2f}</td>"
-            f"<td>{100 * p['head_macro_f1']:.2f}</td><td>{100 * p['tail_macro_f1']:.2f}</td>"
+            f"<tr><td>{esc(row['name'])}</td>{cells}"
+            f"<td>{group_macro(paper, 'head')}</td><td>{group_macro(paper, 'tail')}</td>"
             f"<td>{row['llm_calls']}</td></tr>"
         )
     out.append("</table>")
