@@ -56,7 +56,7 @@ def test_prompt_has_hints_definitions_and_demos_but_never_the_gold(schema, guide
     assert all(d.gold.text != query.text for d in item.demos)  # a sentence never demonstrates itself
     lm = dspy.utils.DummyLM([answer([])], adapter=CompactJSONAdapter())
     with dspy.context(lm=lm, adapter=CompactJSONAdapter()):
-        guide.extract(item)
+        guide.answer(item, lm)
     prompt = "\n".join(m["content"] for m in lm.history[-1]["messages"])
     assert query.variants["simplified"] in prompt  # the model-facing (simplified) form
     assert schema.definitions[item.definitions[0]] in prompt
@@ -95,7 +95,7 @@ def test_garbage_reply_never_crashes(schema, guide, handful):
     (item,) = guide.prepare([handful[1].with_predictions((), ())])
     lm = dspy.utils.DummyLM([{"nonsense": "x"}] * 4, adapter=CompactJSONAdapter())
     with dspy.context(lm=lm, adapter=CompactJSONAdapter()):
-        record, meta = guide.extract(item)
+        record, meta = guide.answer(item, lm)
     assert meta["parse_error"] is True and record.relations == ()
 
 

@@ -4,8 +4,9 @@ from slcolm_dspy.evaluate.evaluator import (
     PROTOCOLS,
     Protocol,
     RelationEvaluator,
+    ranking_key,
     score_paper_tables,
     summarise,
 )
 
-__all__ = ["PROTOCOLS", "Protocol", "RelationEvaluator", "score_paper_tables", "summarise"]
+__all__ = ["PROTOCOLS", "Protocol", "RelationEvaluator", "ranking_key", "score_paper_tables", "summarise"]

@@ -53,7 +53,7 @@ def summarise(
     mi, ma = micro(rows), macro(rows, kind)
     result: dict[str, Any] = {
         "protocol": protocol,
-        "primary_metric": "macro_f1",
+        "primary_metric": RelationEvaluator.primary_metric,
         "micro_p": mi["p"],
         "micro_r": mi["r"],
         "micro_f1": mi["f1"],
@@ -96,6 +96,16 @@ def score_paper_tables(
     result = summarise(totals, schema, "paper")
     result["sentences"] = n
     return result
+
+
+# Ties on the primary metric are broken by micro F1: the frequent types' accuracy.
+TIE_BREAK_METRIC = "micro_f1"
+
+
+def ranking_key(result: Mapping[str, Any]) -> tuple[float, float]:
+    """What "better" means for a metrics dict: its primary metric, then the tie-break. Every
+    selection on dev (optimizer candidates, merge policies) ranks by this."""
+    return (float(result[result["primary_metric"]]), float(result[TIE_BREAK_METRIC]))
 
 
 class RelationEvaluator:

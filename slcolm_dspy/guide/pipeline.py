@@ -32,19 +32,7 @@ from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
 from slcolm_dspy.guide.candidates import CandidateSelector
-from slcolm_dspy.guide.choice import (
-    ChoiceTask,
-    ChoiceThresholds,
-    PairTopTwo,
-    RoutingSettings,
-    apply_choices,
-    choice_prompt,
-    is_routed,
-    relabel_options,
-    route,
-    top_two,
-    verify_options,
-)
+from slcolm_dspy.guide.choice import ChoiceThresholds, PairTopTwo, RoutingSettings, top_two
 from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
 from slcolm_dspy.guide.embed import Embedder, cached_passages, make_embedder
 from slcolm_dspy.guide.faults import (
@@ -58,6 +46,7 @@ from slcolm_dspy.guide.faults import (
 )
 from slcolm_dspy.guide.grounding import Grounder, GroundingStats
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
+from slcolm_dspy.guide.strategies import GuideStrategy, strategy_for
 from slcolm_dspy.slm.encoders import cache_dir
 from slcolm_dspy.slm.extractor import PairScores, SpanExtractor
 
@@ -124,7 +113,7 @@ class Guide:
         self.config = config
         self.selector = CandidateSelector(schema, embedder, config.top_m, config.max_definitions)
         self.grounder = Grounder(schema)
-        self._form = render.text_form(schema)
+        self.text_form = render.text_form(schema)
         self._pool = list(pool)
         self._pool_slm: list[Sentence] | None = None
         self._cache = cache
@@ -178,7 +167,7 @@ class Guide:
     ) -> np.ndarray:
         if self.config.demo_source == "slm":  # GPT-RE style: the task model's own representation
             return self.slm.representations(records).sentences
-        texts = [r.form(self._form) for r in records]
+        texts = [r.form(self.text_form) for r in records]
         if passages:
             return cached_passages(self.embedder, texts, cache)
         return self.embedder.queries(texts)
@@ -187,7 +176,7 @@ class Guide:
         predicted = self.slm.predict_with_pair_scores(records)
         slm_records = [p for p, _ in predicted]
         definitions = self.selector.select_all(records, slm_records)
-        if self.config.module == "extract" and records and self.retriever is not None:
+        if self.strategy.wants_demos and records and self.retriever is not None:
             demos = self.retriever.retrieve(
                 records, self._vectors(records, passages=False), self.config.demos, self.config.demo_order
             )
@@ -198,92 +187,14 @@ class Guide:
             for r, (s, scores), d, m in zip(records, predicted, definitions, demos, strict=True)
         ]
 
-    # ---- extraction (SLCoLM) ---------------------------------------------------------------
-    def extraction_inputs(self, item: Prepared) -> dict[str, str]:
-        return {
-            "sentence": item.record.form(self._form),
-            "slm_hints": render.hints_block(item.slm, self.schema),
-            "definitions": render.definitions_block(item.definitions, self.schema),
-            "demonstrations": render.demonstrations_block([(d.gold, d.slm) for d in item.demos], self.schema),
-        }
+    @property
+    def strategy(self) -> GuideStrategy:
+        """What the configured module does (extraction or multiple choice)."""
+        return strategy_for(self.config)
 
-    def prompt_chars(self, item: Prepared, adapter: Any) -> int:
-        messages = adapter.format(self.extraction.extract.signature, [], self.extraction_inputs(item))
-        return sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
-
-    def routed(self, item: Prepared) -> bool:
-        return any(is_routed(*top_two(p.probabilities), self.config.routing) for p in item.pair_scores)
-
-    def extract(self, item: Prepared) -> tuple[Sentence, dict[str, Any]]:
-        if self.config.route_sentences and not self.routed(item):
-            return item.slm, {"llm": False}
-        meta: dict[str, Any] = {
-            "llm": True,
-            "definitions": item.definitions,
-            "demos": [d.gold.id for d in item.demos],
-        }
-        try:
-            prediction = self.extraction(**self.extraction_inputs(item), config=self.extraction_lm_config)
-            mentions, triples = prediction.entities, prediction.relations
-        except dspy.utils.exceptions.AdapterParseError:
-            meta["parse_error"] = True
-            mentions, triples = [], []
-        grounded, stats = self.grounder.ground(item.record, item.slm, mentions, triples)
-        meta["grounding"] = dict(stats.counts)
-        return grounded, meta
-
-    # ---- multiple choice (QA4RE + filter-then-rerank) --------------------------------------
-    def choice_tasks(self, item: Prepared) -> list[ChoiceTask]:
-        types = self.slm.labels.relation_types
-        predicted = {(r.head, r.tail, r.type) for r in item.slm.relations}
-        tasks = []
-        for pair in item.pair_scores:
-            options = route(pair.probabilities, types, self.config.routing)
-            if options is None:
-                continue
-            probs = [float(pair.probabilities[types.index(t)]) for t in options]
-            best, second = top_two(pair.probabilities)
-            if self.config.relabel:
-                tasks.append(ChoiceTask(pair.head, pair.tail, options, probs, "relabel", best, second))
-            if self.config.verify:
-                for t, p in zip(options, probs, strict=True):
-                    if (pair.head, pair.tail, t) in predicted:
-                        tasks.append(ChoiceTask(pair.head, pair.tail, [t], [p], "verify", best, second))
-        return tasks
-
-    def choose(self, item: Prepared, lm: Any) -> tuple[Sentence, dict[str, Any]]:
-        """The SLM's record with uncertain triples verified and uncertain pairs relabelled.
-
-        The LLM's probabilities are kept in the metadata, so the optimizer can set the
-        thresholds (and narrower routing bands) on dev without asking again.
-        """
-        sentence = item.record.form(self._form)
-        record = item.slm
-        names = [record.span(e, self._form) for e in record.entities]
-        decisions = []
-        prompt_chars: list[int] = []
-        instructions = self.choice.choose.signature.instructions
-        for task in self.choice_tasks(item):
-            head, tail = names[task.head], names[task.tail]
-            if task.kind == "verify":
-                options = verify_options(self.schema, task.types[0], head, tail)
-            else:
-                options = relabel_options(self.schema, task.types, head, tail)
-            prompt_chars.append(len(choice_prompt(self.schema.prompts, instructions, sentence, options)))
-            result = self.choice(sentence=sentence, options=options, lm=lm)
-            decision = {
-                **asdict(task),
-                "llm_probabilities": list(result.probabilities),
-                "scored": result.scored,
-            }
-            if result.failed:
-                decision["failed"] = True  # unreadable answer: apply_choices skips it
-            decisions.append(decision)
-        return apply_choices(record, decisions, self.config.thresholds), {
-            "llm": bool(decisions),
-            "choices": decisions,
-            "prompt_chars": prompt_chars,
-        }
+    def answer(self, item: Prepared, lm: Any) -> tuple[Sentence, dict[str, Any]]:
+        """One prepared sentence through the configured module: its record and metadata."""
+        return self.strategy.answer(self, item, lm)
 
 
 @dataclass
@@ -367,7 +278,7 @@ def run_guide(
     settings: dict[str, Any] | None = None,
     on_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run `guide.config.module` over `records`, appending to run_dir/predictions.jsonl.
+    """Run the guide's module (its strategy) over `records`, appending to run_dir/predictions.jsonl.
 
     `concurrency` and `retry` are run settings (how hard to push this backend), not part of the
     program. A sentence whose calls keep failing keeps the SLM's record, marked failed; a refused
@@ -406,9 +317,7 @@ def run_guide(
                 raise Interrupted("interrupted")
             try:
                 with dspy.context(lm=lm, adapter=adapter):
-                    if guide.config.module == "extract":
-                        return guide.extract(item)
-                    return guide.choose(item, lm)
+                    return guide.answer(item, lm)
             except (Interrupted, LLMStopped):
                 raise
             except Exception as exc:
@@ -427,15 +336,8 @@ def run_guide(
         if meta.get("failed"):
             summary.failed += 1
             summary.failures[meta["failed"]] += 1
-        elif guide.config.module == "extract":
-            summary.prompt_chars.append(guide.prompt_chars(item, adapter))
-            summary.parse_errors += int(meta.get("parse_error", False))
-            summary.grounding.update(meta.get("grounding", {}))
         else:
-            summary.prompt_chars.extend(meta["prompt_chars"])
-            summary.parse_errors += sum(1 for c in meta["choices"] if c.get("failed"))
-            summary.pairs += len(item.pair_scores)
-            summary.routed_pairs += len({(c["head"], c["tail"]) for c in meta["choices"]})
+            guide.strategy.account(summary, guide, item, meta, adapter)
         summary.llm_sentences += int(meta.get("llm", True))
         # every pair's two best SLM probabilities: narrower routing bands can be replayed offline
         meta["pairs"] = [

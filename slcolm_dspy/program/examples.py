@@ -10,9 +10,11 @@ import dspy
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.signatures import Mention, Triple
+from slcolm_dspy.guide.strategies import ExtractionStrategy
 from slcolm_dspy.program.module import SLCoLMProgram
 
 INPUTS = ("sentence", "slm_hints", "definitions", "demonstrations")
+EXTRACTION = ExtractionStrategy()
 
 
 def extraction_examples(
@@ -29,9 +31,9 @@ def extraction_examples(
         ]
         relations = [Triple(head=h, relation=t, tail=tl) for t, h, tl in gold.triples(form)]
         examples.append(
-            dspy.Example(**guide.extraction_inputs(item), entities=entities, relations=relations).with_inputs(
-                *INPUTS
-            )
+            dspy.Example(
+                **EXTRACTION.inputs(guide, item), entities=entities, relations=relations
+            ).with_inputs(*INPUTS)
         )
     return examples
 

@@ -83,10 +83,7 @@ class SLCoLMProgram(dspy.Module):
         meta: dict[str, Any] = {"llm": False}
         llm = item.slm
         if self.policy.kind != "slm":
-            if self.config.module == "extract":
-                llm, meta = guide.extract(item)
-            else:
-                llm, meta = guide.choose(item, dspy.settings.lm)
+            llm, meta = guide.answer(item, dspy.settings.lm)
         final = self.policy.apply_all([llm], [item.slm])[0]
         return dspy.Prediction(record=final, slm=item.slm, llm=llm, guide=meta, triples=final.triples())
 

@@ -15,8 +15,8 @@ from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.io import iter_jsonl
 from slcolm_dspy.data.readers import read_records
-from slcolm_dspy.guide.choice import PairTopTwo, apply_choices, is_routed
 from slcolm_dspy.guide.pipeline import GuideConfig
+from slcolm_dspy.guide.strategies import TopTwos, strategy_for
 
 
 @dataclass
@@ -61,36 +61,22 @@ class GuideOutcome:
 
 def goes_to_llm(meta: dict[str, Any], config: GuideConfig) -> bool:
     """Whether a sentence reaches the LLM under `config` (its routing band and module)."""
-    if config.module == "choice":
-        return any(
-            is_routed(d.get("best", 1.0), d.get("second", 0.0), config.routing)
-            for d in meta.get("choices", [])
-        )
-    if not config.route_sentences:
-        return bool(meta.get("llm", True))
-    pairs = (PairTopTwo.from_json(p) for p in meta.get("pairs", []))
-    return any(is_routed(p.best, p.second, config.routing) for p in pairs)
+    return strategy_for(config).goes_to_llm(meta, config)
 
 
 def llm_view(outcome: GuideOutcome, config: GuideConfig) -> tuple[list[Sentence], float]:
     """The guided records as `config` would have produced them, and the share of sentences that
     reached the LLM. Exact when `config`'s band lies inside the band of the run that was made."""
+    strategy = strategy_for(config)
     out, sent = [], 0
     for slm, llm, meta in zip(outcome.slm, outcome.llm, outcome.meta, strict=True):
-        routed = goes_to_llm(meta, config)
+        routed = strategy.goes_to_llm(meta, config)
         sent += int(routed)
-        if config.module == "choice":
-            out.append(apply_choices(slm, meta.get("choices", []), config.thresholds, config.routing))
-        else:
-            out.append(llm if routed and meta.get("llm", True) else slm)
+        out.append(strategy.reread(slm, llm, meta, config, routed))
     return out, sent / max(1, len(outcome.records))
 
 
-def routed_share(pair_scores: Sequence[Sequence[tuple[float, float]]], config: GuideConfig) -> float:
+def routed_share(pair_scores: TopTwos, config: GuideConfig) -> float:
     """The share of sentences `config` sends to the LLM, from each sentence's pairs' two best SLM
-    probabilities alone (no LLM answer needed): every routed pair is asked about in the choice
-    module, and routes its sentence in the extraction module when sentences are routed."""
-    if config.module == "extract" and not config.route_sentences:
-        return 1.0
-    sent = sum(1 for pairs in pair_scores if any(is_routed(b, s, config.routing) for b, s in pairs))
-    return sent / max(1, len(pair_scores))
+    probabilities alone (no LLM answer needed)."""
+    return strategy_for(config).routed_share(pair_scores, config)

@@ -32,9 +32,10 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.core.toml_files import read_toml
-from slcolm_dspy.evaluate import RelationEvaluator
+from slcolm_dspy.evaluate import RelationEvaluator, ranking_key
 from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
 from slcolm_dspy.guide.pipeline import GuideConfig
+from slcolm_dspy.guide.strategies import strategy_for
 from slcolm_dspy.merge.modes import MODE2_THRESHOLDS
 from slcolm_dspy.merge.policy import MergePolicy, cross_fitted, learn_per_type
 from slcolm_dspy.program.module import PROMPT_KNOBS, SLCoLMProgram
@@ -162,6 +163,7 @@ class Candidate:
     llm_share: float
     macro_f1: float
     micro_f1: float
+    rank: tuple[float, float]  # the evaluator's ranking key: what "better" means
     run_calls: int = 0  # LLM calls of the guide run this candidate reads (0: shared with an earlier row)
     chosen: bool = False
 
@@ -214,9 +216,8 @@ class DevF1Search(Teleprompter):
         self.chosen_run: SLCoLMProgram | None = None  # the program whose guide run was chosen
 
     # ---- scoring -------------------------------------------------------------------------
-    def _score(self, evaluator: RelationEvaluator, records: Sequence[Sentence]) -> tuple[float, float]:
-        result = evaluator(records)
-        return result["macro_f1"], result["micro_f1"]
+    def _score(self, evaluator: RelationEvaluator, records: Sequence[Sentence]) -> dict[str, Any]:
+        return evaluator(records)
 
     def _policies(self, gold: Sequence[Sentence], slm: Sequence[Sentence]) -> list[MergePolicy]:
         slm_dev = RelationEvaluator(gold, self.schema, "paper")(slm)
@@ -245,8 +246,9 @@ class DevF1Search(Teleprompter):
         evaluator = RelationEvaluator(gold, self.schema, "paper")
         prompt = {k: getattr(config, k) for k in space.prompt}
         views = []
-        thresholds = space.threshold_sets() if config.module == "choice" else [config.thresholds]
-        route_options = list(space.route_sentences) if config.module == "extract" else [False]
+        strategy = strategy_for(config)
+        thresholds = strategy.threshold_options(space.threshold_sets(), config.thresholds)
+        route_options = strategy.route_options(space.route_sentences)
         for band, limits, route_sentences in itertools.product(space.bands(), thresholds, route_options):
             view_config = replace(config, routing=band, thresholds=limits, route_sentences=route_sentences)
             view, share = llm_view(outcome, view_config)
@@ -255,7 +257,7 @@ class DevF1Search(Teleprompter):
             if share > space.max_llm_share:
                 self.refused.append((prompt, band, share))
                 continue
-            views.append((self._score(evaluator, view), view_config, view, share))
+            views.append((ranking_key(self._score(evaluator, view)), view_config, view, share))
         views.sort(key=lambda v: v[0], reverse=True)
         rows: list[Candidate] = []
         number = len(self.candidates)
@@ -263,18 +265,19 @@ class DevF1Search(Teleprompter):
         def add(
             view_config: GuideConfig | None, policy: MergePolicy, share: float, records: Sequence[Sentence]
         ):
-            macro_f1, micro_f1 = self._score(evaluator, records)
+            result = self._score(evaluator, records)
             rows.append(
                 Candidate(
                     number + len(rows),
                     prompt,
                     view_config.routing if view_config else None,
-                    view_config.thresholds if view_config and config.module == "choice" else None,
+                    view_config.thresholds if view_config and strategy.answers_have_thresholds else None,
                     bool(view_config and view_config.route_sentences),
                     policy,
                     share,
-                    macro_f1,
-                    micro_f1,
+                    result["macro_f1"],
+                    result["micro_f1"],
+                    ranking_key(result),
                     run_calls if not rows else 0,
                 )
             )
@@ -290,7 +293,8 @@ class DevF1Search(Teleprompter):
             if "per-type" in space.policies:
                 merged = cross_fitted(gold, view, outcome.slm, self.schema, folds=space.folds)
                 add(view_config, MergePolicy("per-type", rule="cross-fitted"), share, merged)
-        rows.sort(key=lambda c: (c.macro_f1, c.micro_f1, c.policy.kind == "slm"), reverse=True)
+        # on a tie the SLM alone wins: the LLM must earn its calls
+        rows.sort(key=lambda c: (c.rank, c.policy.kind == "slm"), reverse=True)
         return rows
 
     # ---- the search ----------------------------------------------------------------------
@@ -349,12 +353,12 @@ class DevF1Search(Teleprompter):
             rows = self._run(trial, records)
             if rows is None:
                 break
-            if (rows[0].macro_f1, rows[0].micro_f1) > (best.macro_f1, best.micro_f1):
+            if rows[0].rank > best.rank:
                 best_program, best = trial, rows[0]
-        if space.dspy_optimizer != "none" and best_program.config.module == "extract":
+        if space.dspy_optimizer != "none" and strategy_for(best_program.config).tunable_predictor:
             trial = self._dspy_optimized(best_program, records)
             rows = self._run(trial, records)
-            if rows is not None and (rows[0].macro_f1, rows[0].micro_f1) > (best.macro_f1, best.micro_f1):
+            if rows is not None and rows[0].rank > best.rank:
                 best_program, best = trial, rows[0]
         best.chosen = True
         self.chosen_run = best_program
@@ -372,14 +376,11 @@ class DevF1Search(Teleprompter):
         for c in self.candidates:
             if c.prompt != chosen.prompt or c.policy.kind == "slm" or c.routing != config.routing:
                 continue
-            if config.module == "choice" and c.thresholds != config.thresholds:
+            if strategy_for(config).answers_have_thresholds and c.thresholds != config.thresholds:
                 continue
             if c.route_sentences != config.route_sentences:
                 continue
-            if c.policy.kind not in best or (c.macro_f1, c.micro_f1) > (
-                best[c.policy.kind].macro_f1,
-                best[c.policy.kind].micro_f1,
-            ):
+            if c.policy.kind not in best or c.rank > best[c.policy.kind].rank:
                 best[c.policy.kind] = c
         out = []
         for kind, candidate in best.items():
@@ -402,7 +403,7 @@ class DevF1Search(Teleprompter):
         reading = best
         if best.policy.kind == "slm":
             same_run = [c for c in self.candidates if c.prompt == best.prompt and c.routing is not None]
-            reading = max(same_run, key=lambda c: (c.macro_f1, c.micro_f1), default=best)
+            reading = max(same_run, key=lambda c: c.rank, default=best)
         if reading.routing is not None:
             config = replace(config, routing=reading.routing, route_sentences=reading.route_sentences)
         if reading.thresholds is not None:
@@ -442,7 +443,7 @@ def _describe(prompt: Mapping[str, Any]) -> str:
 
 def candidate_table_rows(candidates: Sequence[Candidate], limit: int = 15) -> list[Candidate]:
     """The best `limit` rows, plus the chosen one and the SLM row wherever they rank."""
-    ranked = sorted(candidates, key=lambda c: (c.macro_f1, c.micro_f1), reverse=True)
+    ranked = sorted(candidates, key=lambda c: c.rank, reverse=True)
     keep = ranked[:limit]
     for extra in (
         next((c for c in ranked if c.chosen), None),
