@@ -436,3 +436,80 @@ def test_dspy_evaluate_runs_the_program_and_scores_the_corpus(schema, tiny_slm, 
     assert len(lm.history) == before and prediction.record.entities == prediction.slm.entities
     with pytest.raises(SlcolmError, match="bind"):
         SLCoLMProgram(schema)(sentence="x")
+
+
+class PromptReadingLM(dspy.utils.DummyLM):
+    """A DummyLM whose answer depends on the whole prompt (system message included), as a real
+    model's does: `respond(prompt_text)` returns the fields to answer with."""
+
+    def __init__(self, respond, adapter) -> None:
+        super().__init__([], adapter=adapter)
+        owner, engine = self, self._engine_spec
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        def reply(messages):
+            text = "\n".join(str(m.get("content")) for m in messages)
+            output = owner._format_answer_fields(respond(text))
+            return Response(
+                id=None,
+                model="dummy",
+                message=Message.assistant([TextPart(output)]),
+                finish_reason="stop",
+                usage=Usage(input_tokens=0, output_tokens=0, total_tokens=0),
+            )
+
+        engine._complete_messages = reply
+
+
+def test_gepa_rewrites_the_instruction_and_the_search_keeps_it_by_corpus_f1(
+    schema, tiny_slm, handful, tmp_path
+):
+    """The hosted preset's stock DSPy optimizer: GEPA reflects on per-sentence feedback and
+    proposes an instruction; the search re-scores GEPA's candidates by corpus F1 of the merged
+    output and keeps the instruction only because it wins there."""
+    form = schema.paper.form
+    names = schema.entity_names
+    marker = "Copy every relation the sentence states, exactly."
+
+    def gold_answer(record):
+        return {
+            "entities": [
+                {"text": record.span(e, form), "type": names.get(e.type or "", "其他")}
+                for e in record.entities
+            ],
+            "relations": [{"head": h, "relation": t, "tail": tl} for t, h, tl in record.triples(form)],
+        }
+
+    reflections = []
+
+    def respond(prompt):
+        if "examples_with_feedback" in prompt:  # GEPA's reflection on the feedback
+            reflections.append(prompt)
+            return {"new_instruction": marker}
+        if marker not in prompt:
+            return {"entities": [], "relations": []}  # the shipped instruction: a model that finds nothing
+        # the sentence asked about is the last of the handful the prompt quotes (demos are off)
+        record = max((r for r in handful if r.form(form) in prompt), key=lambda r: prompt.rfind(r.form(form)))
+        return gold_answer(record)
+
+    lm = PromptReadingLM(respond, CompactJSONAdapter(schema.prompts))
+    guide = Guide(schema, SpanExtractor.load(tiny_slm[0]), E5Embedder(threads=1), handful, GuideConfig())
+    space = planted_space(
+        prompt={"module": ["extract"], "demos": [0]},
+        policies=["llm"],  # the tiny SLM is perfect on its own training sentences: leave it out
+        dspy_optimizer="gepa",
+        gepa_metric_calls=30,
+        gepa_candidates=2,
+    )
+    search = DevF1Search(space, GuideRunner(guide, lm, tmp_path / "work"), schema)
+    compiled = search.compile(SLCoLMProgram(schema), trainset=as_examples(handful))
+    assert reflections and "missed (head, relation, tail)" in reflections[0]  # our feedback reached it
+    assert compiled.extraction.extract.signature.instructions == marker
+    assert compiled.policy.kind == "llm"
+    # GEPA's candidate had its own guide run on the dev sample, scored like every other row
+    assert len(list((tmp_path / "work").glob("run-*"))) == 2
+    first, second = compiled.candidates
+    assert (first.macro_f1, second.macro_f1) == (0.0, 1.0) and second.chosen
+    assert first.run_calls == second.run_calls == len(handful)
+    # GEPA's own evaluations and reflections are LLM calls too, counted against the budget
+    assert search.calls_used == len(lm.history) > 2 * len(handful) + len(reflections)

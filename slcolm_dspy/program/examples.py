@@ -56,3 +56,23 @@ def triple_f1(example: dspy.Example, prediction: dspy.Prediction, trace: Any = N
         return 0.0
     p, r = correct / len(predicted), correct / len(gold)
     return 2 * p * r / (p + r)
+
+
+def triple_feedback(
+    example: dspy.Example,
+    prediction: dspy.Prediction,
+    trace: Any = None,
+    pred_name: Any = None,
+    pred_trace: Any = None,
+) -> dspy.Prediction:
+    """GEPA's metric: the sentence's triple F1 and, for its reflection, which triples were
+    missed and which were wrong (the reflecting LLM reads these to rewrite the instruction)."""
+    gold, predicted = _triples(example.relations), _triples(getattr(prediction, "relations", None))
+    missed = sorted(gold - predicted)
+    wrong = sorted(predicted - gold)
+    lines = [
+        f"missed (head, relation, tail): {missed}" if missed else "",
+        f"not in the gold: {wrong}" if wrong else "",
+    ]
+    feedback = "\n".join(line for line in lines if line) or "all triples right"
+    return dspy.Prediction(score=triple_f1(example, prediction), feedback=feedback)

@@ -34,7 +34,7 @@ from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.core.toml_files import read_toml
 from slcolm_dspy.evaluate import RelationEvaluator, ranking_key
 from slcolm_dspy.guide.choice import ChoiceThresholds, RoutingSettings
-from slcolm_dspy.guide.pipeline import GuideConfig
+from slcolm_dspy.guide.pipeline import GuideConfig, make_adapter
 from slcolm_dspy.guide.strategies import strategy_for
 from slcolm_dspy.merge.modes import MODE2_THRESHOLDS
 from slcolm_dspy.merge.policy import MergePolicy, cross_fitted, learn_per_type
@@ -74,8 +74,10 @@ class SearchSpace:
     w_rules: Sequence[str] = ("dev_lowest_k", "dev_f1_below", "tail_by_train_count")
     views_kept: int = 4  # best routing/threshold settings whose merge policies are all tried
     folds: int = 2
-    dspy_optimizer: str = "none"  # extract only: none, labeled or bootstrap (DSPy's own)
+    dspy_optimizer: str = "none"  # extract only: none, labeled, bootstrap or gepa (DSPy's own)
     dspy_demos: int = 2
+    gepa_metric_calls: int = 200  # GEPA's budget of per-sentence evaluations (each one LLM call)
+    gepa_candidates: int = 3  # GEPA's best instructions re-scored by corpus F1 (one dev run each)
 
     def probe_routing(self) -> RoutingSettings:
         """The widest band: every band of the space routes a subset of its pairs."""
@@ -138,6 +140,8 @@ def load_preset(name_or_path: str | Path) -> SearchSpace:
             folds=int(search.get("folds", 2)),
             dspy_optimizer=str(search.get("dspy_optimizer", "none")),
             dspy_demos=int(search.get("dspy_demos", 2)),
+            gepa_metric_calls=int(search.get("gepa_metric_calls", 200)),
+            gepa_candidates=int(search.get("gepa_candidates", 3)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SlcolmError(f"{source}: missing or malformed entry {exc}") from None
@@ -356,10 +360,10 @@ class DevF1Search(Teleprompter):
             if rows[0].rank > best.rank:
                 best_program, best = trial, rows[0]
         if space.dspy_optimizer != "none" and strategy_for(best_program.config).tunable_predictor:
-            trial = self._dspy_optimized(best_program, records)
-            rows = self._run(trial, records)
-            if rows is not None and rows[0].rank > best.rank:
-                best_program, best = trial, rows[0]
+            for trial in self._dspy_optimized(best_program, records):
+                rows = self._run(trial, records)
+                if rows is not None and rows[0].rank > best.rank:
+                    best_program, best = trial, rows[0]
         best.chosen = True
         self.chosen_run = best_program
         compiled = self._finalise(best_program, best, records)
@@ -417,24 +421,60 @@ class DevF1Search(Teleprompter):
         compiled.policy = policy
         return compiled
 
-    def _dspy_optimized(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> SLCoLMProgram:
-        """DSPy's own few-shot optimizers on the extraction predictor (fixed gold demonstrations)."""
-        from slcolm_dspy.program.examples import extraction_examples, triple_f1
+    def _dspy_optimized(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> list[SLCoLMProgram]:
+        """Trial programs from one of DSPy's own optimizers on the tunable predictor: fixed gold
+        demonstrations (labeled, bootstrap) or instructions rewritten by reflection (gepa). GEPA
+        ranks by a per-sentence score; its best candidates are returned so that the search
+        scores each the way it scores everything, by corpus F1 of the merged output."""
+        from slcolm_dspy.program.examples import extraction_examples, triple_f1, triple_feedback
 
-        trial = program.deepcopy()
-        examples = extraction_examples(self.runner, trial, records)
-        k = self.space.dspy_demos
-        if self.space.dspy_optimizer == "labeled":
-            optimizer: Teleprompter = dspy.LabeledFewShot(k=k)
-        elif self.space.dspy_optimizer == "bootstrap":
-            optimizer = dspy.BootstrapFewShot(metric=triple_f1, max_bootstrapped_demos=k, max_labeled_demos=k)
-        else:
-            raise SlcolmError(
-                f"unknown dspy_optimizer {self.space.dspy_optimizer!r}; choose none, labeled, bootstrap"
+        name = strategy_for(program.config).tunable_predictor
+        assert name is not None
+        examples = extraction_examples(self.runner, program.deepcopy(), records)
+        k, which = self.space.dspy_demos, self.space.dspy_optimizer
+        if which in ("labeled", "bootstrap"):
+            optimizer: Teleprompter = (
+                dspy.LabeledFewShot(k=k)
+                if which == "labeled"
+                else dspy.BootstrapFewShot(metric=triple_f1, max_bootstrapped_demos=k, max_labeled_demos=k)
             )
-        trial.extraction = optimizer.compile(trial.extraction, trainset=examples)
-        self.progress(f"DSPy {self.space.dspy_optimizer} few-shot: {k} demonstrations fixed in the predictor")
-        return trial
+            trial = program.deepcopy()
+            setattr(trial, name, optimizer.compile(getattr(trial, name), trainset=examples))
+            self.progress(f"DSPy {which} few-shot: {k} demonstrations fixed in the predictor")
+            return [trial]
+        if which != "gepa":
+            raise SlcolmError(f"unknown dspy_optimizer {which!r}; choose none, labeled, bootstrap or gepa")
+        lm = getattr(self.runner, "lm", None)
+        if lm is None:
+            raise SlcolmError("dspy_optimizer gepa needs the runner's LM (it reflects with the task's LLM)")
+        gepa = dspy.GEPA(
+            metric=triple_feedback,
+            reflection_lm=lm,  # the task's own LLM: a hosted model is asked to rewrite its instruction
+            max_metric_calls=self.space.gepa_metric_calls,
+            reflection_minibatch_size=min(3, len(examples)),
+            track_stats=True,
+            use_merge=False,
+            num_threads=1,
+            seed=0,
+        )
+        # GEPA asks with the adapter the guide uses, and its calls count against the search's budget
+        history_before = len(lm.history)
+        with dspy.context(lm=lm, adapter=make_adapter(program.config.adapter, self.schema)):
+            tuned = gepa.compile(getattr(program.deepcopy(), name), trainset=examples, valset=examples)
+        self.calls_used += len(lm.history) - history_before
+        found = tuned.detailed_results
+        ranked = sorted(range(len(found.candidates)), key=lambda i: -found.val_aggregate_scores[i])
+        trials = []
+        for i in ranked[: self.space.gepa_candidates]:
+            if i == 0:
+                continue  # GEPA's seed is the program the search already scored
+            trial = program.deepcopy()
+            setattr(trial, name, found.candidates[i])
+            trials.append(trial)
+        self.progress(
+            f"DSPy GEPA: {len(found.candidates)} instruction candidates, {len(trials)} scored by corpus F1"
+        )
+        return trials
 
 
 def _describe(prompt: Mapping[str, Any]) -> str:
