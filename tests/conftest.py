@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from slcolm_dspy.core.schema import Schema, load_schema
 
 REPO = Path(__file__).resolve().parents[1]
+# Test helpers shared by the per-package folders (wire_server) live at the top of tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _corpus_dir() -> Path:

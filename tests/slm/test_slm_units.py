@@ -34,7 +34,7 @@ from slcolm_dspy.slm.model import RangeMax, SpanRelationModel
 from slcolm_dspy.slm.train import TrainConfig, train
 from slcolm_dspy.slm.units import CHAR, WORD, TextUnits, build_unit_vocab, choose_unit, split_units
 
-CONLL04 = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll04"
+CONLL04 = Path(__file__).resolve().parents[3] / "shared" / "data" / "conll04"
 
 
 @pytest.fixture(scope="session")

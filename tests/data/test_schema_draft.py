@@ -34,7 +34,7 @@ def test_chisre_draft_matches_the_shipped_inventories(corpus_dir, schema, tmp_pa
     assert check_schema(schema, [corpus_dir]) == []
 
 
-CONLL04 = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll04"
+CONLL04 = Path(__file__).resolve().parents[3] / "shared" / "data" / "conll04"
 
 
 def test_cli_drafts_and_checks_an_english_corpus(tmp_path):

@@ -24,7 +24,7 @@ from slcolm_dspy.slm.extractor import SpanExtractor
 from slcolm_dspy.slm.train import TrainConfig, train
 from slcolm_dspy.teleprompt import DevF1Search, SearchSpace, as_examples
 
-FIXTURE = Path(__file__).parent / "fixtures" / "english"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "english"
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 
 from slcolm_dspy.evaluate.report import System, build_report, write_html
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _bench():

@@ -13,7 +13,7 @@ from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.brat import read_brat
 from slcolm_dspy.data.readers import read_records
 
-FIXTURE = Path(__file__).parent / "fixtures" / "brat"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "brat"
 runner = CliRunner()
 
 
