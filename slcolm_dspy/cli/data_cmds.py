@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,7 +13,7 @@ from slcolm_dspy.cli.errors import reports_errors, stderr
 from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption
 from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.core.schema import load_schema
+from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.build import ReadReport
 from slcolm_dspy.data.corpus import fetch_corpus, load_split, resolve_data_dir
 from slcolm_dspy.data.paths import output_file
@@ -60,25 +60,8 @@ def fetch(
     console.print(f"{len(files)} files verified in {out}")
 
 
-@data_app.command("stats")
-@reports_errors
-def stats(
-    data: DataOption = None,
-    schema_name: SchemaOption = "chisre",
-    as_json: Annotated[Path | None, typer.Option("--json", help="Also write the statistics here.")] = None,
-    skip_bad: SkipBadOption = False,
-) -> None:
-    """Per-split counts and the relation frequency table, marked head/tail."""
-    output_file(as_json, "--json")
-    schema = load_schema(schema_name)
-    data_dir = resolve_data_dir(data)
-    if schema.corpus is None:
-        raise SlcolmError(f"schema {schema.name!r} has no [corpus] section")
-    splits = {}
-    for split in schema.corpus.splits:
-        records, report = load_split(data_dir, split, schema, skip_bad=skip_bad)
-        report_skipped(report)
-        splits[split] = split_stats(records, report)
+def _print_split_table(schema: Schema, data_dir: Path, splits: dict[str, dict[str, Any]]) -> None:
+    """Counts per split, then notes on records fixed or dropped while reading."""
     codes = list(schema.entity_names)
     table = Table(title=f"{schema.name}: {data_dir}", title_justify="left")
     for col in ("split", "sentences", "chars", "entities", *codes, "relations", "rel. types"):
@@ -109,7 +92,11 @@ def stats(
     console.print(table)
     for note in notes:
         console.print(note)
-    rows = relation_table(schema, splits)
+
+
+def _print_relation_table(
+    schema: Schema, splits: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
+) -> None:
     freq = Table(
         title=f"relation types (head: ≥ {schema.head_threshold} train relations)", title_justify="left"
     )
@@ -118,6 +105,30 @@ def stats(
     for i, row in enumerate(rows, start=1):
         freq.add_row(str(i), row["type"], row["group"], *(str(row[s]) for s in splits))
     console.print(freq)
+
+
+@data_app.command("stats")
+@reports_errors
+def stats(
+    data: DataOption = None,
+    schema_name: SchemaOption = "chisre",
+    as_json: Annotated[Path | None, typer.Option("--json", help="Also write the statistics here.")] = None,
+    skip_bad: SkipBadOption = False,
+) -> None:
+    """Per-split counts and the relation frequency table, marked head/tail."""
+    output_file(as_json, "--json")
+    schema = load_schema(schema_name)
+    data_dir = resolve_data_dir(data)
+    if schema.corpus is None:
+        raise SlcolmError(f"schema {schema.name!r} has no [corpus] section")
+    splits = {}
+    for split in schema.corpus.splits:
+        records, report = load_split(data_dir, split, schema, skip_bad=skip_bad)
+        report_skipped(report)
+        splits[split] = split_stats(records, report)
+    _print_split_table(schema, data_dir, splits)
+    rows = relation_table(schema, splits)
+    _print_relation_table(schema, splits, rows)
     if as_json:
         as_json.write_text(json.dumps({"splits": splits, "relations": rows}, ensure_ascii=False, indent=1))
 

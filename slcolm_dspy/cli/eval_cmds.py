@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,7 +21,7 @@ from slcolm_dspy.cli.options import (
 )
 from slcolm_dspy.cli.render import make_console, pct, per_type_table, summary_table
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.core.schema import load_schema
+from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.data.readers import read_records
@@ -34,48 +34,70 @@ from slcolm_dspy.replay import ReplayReport, replay_report
 console = make_console()
 
 
+# The options of `slcolm evaluate`, named once.
+PredOpt = Annotated[
+    Path | None, typer.Option("--pred", help="Predicted records (JSONL or any supported format).")
+]
+GoldOpt = Annotated[
+    Path | None, typer.Option("--gold", help="Gold records (corpus file, JSONL, SpERT, replay gold).")
+]
+ProgramOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--program", help="A compiled program: run it on --split and report every system (no --pred/--gold)."
+    ),
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="With --program: the split to evaluate on.")]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="With --program: the first N sentences.")
+]
+LMOpt = Annotated[str | None, typer.Option("--lm", help="With --program: another LLM than compiled with.")]
+ApiBaseOpt = Annotated[
+    str | None, typer.Option("--api-base", help="With --program: an OpenAI-compatible server.")
+]
+SLMOpt = Annotated[Path | None, typer.Option("--slm", help="With --program: the program's SLM, if it moved.")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="With --program: report directory (default PROGRAM/eval-SPLIT).")
+]
+ProtocolOpt = Annotated[
+    str, typer.Option("--protocol", help="paper (the authors' string matching) or strict (offsets).")
+]
+EntityFilterOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--entity-filter",
+        help="paper only: records whose entity strings are the only ones a predicted pair may use.",
+    ),
+]
+PerTypeOpt = Annotated[bool, typer.Option("--per-type", help="Also print the per-type table.")]
+CompareOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compare", help="With --program: also run the guided LLM and every merge policy for comparison."
+    ),
+]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the metrics here.")]
+
+
 @reports_errors
 def evaluate(
-    pred: Annotated[
-        Path | None, typer.Option("--pred", help="Predicted records (JSONL or any supported format).")
-    ] = None,
-    gold: Annotated[
-        Path | None, typer.Option("--gold", help="Gold records (corpus file, JSONL, SpERT, replay gold).")
-    ] = None,
-    program: Annotated[
-        Path | None,
-        typer.Option(
-            help="A compiled program: run it on --split and report every system (no --pred/--gold)."
-        ),
-    ] = None,
-    split: Annotated[str, typer.Option(help="With --program: the split to evaluate on.")] = "test",
-    limit: Annotated[int | None, typer.Option(min=1, help="With --program: the first N sentences.")] = None,
-    lm: Annotated[str | None, typer.Option(help="With --program: another LLM than compiled with.")] = None,
-    api_base: Annotated[str | None, typer.Option(help="With --program: an OpenAI-compatible server.")] = None,
-    slm: Annotated[Path | None, typer.Option(help="With --program: the program's SLM, if it moved.")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="With --program: report directory (default PROGRAM/eval-SPLIT).")
-    ] = None,
+    pred: PredOpt = None,
+    gold: GoldOpt = None,
+    program: ProgramOpt = None,
+    split: SplitOpt = "test",
+    limit: LimitOpt = None,
+    lm: LMOpt = None,
+    api_base: ApiBaseOpt = None,
+    slm: SLMOpt = None,
+    out: OutOpt = None,
     concurrency: ConcurrencyOption = 1,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,
-    protocol: Annotated[
-        str, typer.Option(help="paper (the authors' string matching) or strict (offsets).")
-    ] = "paper",
-    entity_filter: Annotated[
-        Path | None,
-        typer.Option(
-            help="paper only: records whose entity strings are the only ones a predicted pair may use."
-        ),
-    ] = None,
-    per_type: Annotated[bool, typer.Option("--per-type", help="Also print the per-type table.")] = False,
-    compare: Annotated[
-        bool,
-        typer.Option(
-            "--compare", help="With --program: also run the guided LLM and every merge policy for comparison."
-        ),
-    ] = False,
-    as_json: Annotated[Path | None, typer.Option("--json", help="Also write the metrics here.")] = None,
+    protocol: ProtocolOpt = "paper",
+    entity_filter: EntityFilterOpt = None,
+    per_type: PerTypeOpt = False,
+    compare: CompareOpt = False,
+    as_json: JsonOpt = None,
     schema_name: SchemaOption = "chisre",
     skip_bad: SkipBadOption = False,
 ) -> None:
@@ -85,29 +107,37 @@ def evaluate(
     if out is not None:
         output_dir(out)
     if program is not None:
-        from slcolm_dspy.cli.program_cmds import evaluate_program
-
-        if pred is not None or gold is not None:
-            raise SlcolmError("--program evaluates on --split: leave out --pred and --gold")
-        evaluate_program(
-            program,
-            split,
-            limit=limit,
-            lm=lm,
-            api_base=api_base,
-            slm=slm,
-            out=out,
-            concurrency=concurrency,
-            max_tokens=max_tokens,
-            data=data,
-            compare=compare,
-        )
-        return
+        run = (lm, api_base, slm, data, concurrency, max_tokens)
+        return _program_report(program, pred, gold, split, run, limit=limit, out=out, compare=compare)
     if pred is None or gold is None:
         raise SlcolmError("give --pred and --gold, or --program")
-    schema = load_schema(schema_name)
     if protocol not in ("paper", "strict"):
         raise SlcolmError(f"--protocol must be paper or strict, not {protocol!r}")
+    schema = load_schema(schema_name)
+    result = _score_files(pred, gold, schema, protocol, entity_filter, skip_bad=skip_bad)
+    console.print(summary_table(f"{protocol} protocol, {result['sentences']} sentences", {pred.name: result}))
+    if per_type:
+        console.print(per_type_table(result, set(schema.head_types)))
+    if as_json:
+        as_json.write_text(json.dumps(result, ensure_ascii=False, indent=1))
+
+
+def _program_report(
+    program: Path, pred: Path | None, gold: Path | None, split: str, run: tuple, **kwargs: Any
+) -> None:
+    """--program: run the compiled program on the split with these run settings, report it."""
+    from slcolm_dspy.cli.program_cmds import evaluate_program
+    from slcolm_dspy.program.apply import RunOptions
+
+    if pred is not None or gold is not None:
+        raise SlcolmError("--program evaluates on --split: leave out --pred and --gold")
+    evaluate_program(program, split, RunOptions(*run), **kwargs)
+
+
+def _score_files(
+    pred: Path, gold: Path, schema: Schema, protocol: str, entity_filter: Path | None, *, skip_bad: bool
+) -> dict:
+    """The evaluator's result for two record files, with notes on sentences that do not pair up."""
     gold_records, gold_report = read_records(gold, schema, skip_bad=skip_bad)
     pred_records, pred_report = read_records(pred, schema, skip_bad=skip_bad)
     report_skipped(gold_report)
@@ -117,8 +147,7 @@ def evaluate(
         if protocol != "paper":
             raise SlcolmError("--entity-filter applies to the paper protocol only")
         filter_records, _ = read_records(entity_filter, schema)
-        matcher = RelationEvaluator(gold_records, schema)
-        pairs, _ = matcher.pair_up(filter_records)
+        pairs, _ = RelationEvaluator(gold_records, schema).pair_up(filter_records)
         form = schema.paper.form
         allowed = {g.id: entity_strings(f, form, schema) for g, f in pairs if f is not None}
     evaluator = RelationEvaluator(gold_records, schema, protocol, allowed_entities=allowed)  # type: ignore[arg-type]
@@ -131,11 +160,7 @@ def evaluate(
         stderr.print(f"note: {result['unmatched_predictions']} prediction(s) match no gold sentence; ignored")
     if result["sentences"] and result["sentences"] == result["missing_predictions"]:
         raise SlcolmError(f"no prediction in {pred} matches a gold sentence in {gold} by id or text")
-    console.print(summary_table(f"{protocol} protocol, {result['sentences']} sentences", {pred.name: result}))
-    if per_type:
-        console.print(per_type_table(result, set(schema.head_types)))
-    if as_json:
-        as_json.write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    return result
 
 
 def _train_counts(data_dir: Path, schema_name: str) -> Counter[str]:

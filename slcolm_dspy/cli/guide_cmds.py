@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,9 @@ from slcolm_dspy.data.paths import output_dir
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 
+if TYPE_CHECKING:
+    from slcolm_dspy.guide.pipeline import Guide, GuideConfig
+
 console = make_console()
 
 
@@ -34,98 +37,149 @@ def _records(split: str, data_dir: Path, schema: Schema) -> list[Sentence]:
     return load_split(data_dir, split, schema)[0]
 
 
+# The options of `slcolm guide`, named once (the command's signature stays one line each).
+SplitOpt = Annotated[str, typer.Option("--split", help="dev, test, train, or a records file.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N sentences.")]
+LMOpt = Annotated[str, typer.Option("--lm", help="local[:name] or any LiteLLM model string.")]
+ApiBaseOpt = Annotated[str | None, typer.Option("--api-base", help="An OpenAI-compatible server for --lm.")]
+SLMOpt = Annotated[Path, typer.Option("--slm", help="A trained SLM directory.")]
+ModuleOpt = Annotated[
+    str, typer.Option("--module", help="extract (SLCoLM) or choice (QA4RE on uncertain pairs).")
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Run directory. Default: runs/guide/<module>-<split>.")
+]
+DemosOpt = Annotated[int, typer.Option("--demos", min=0, help="Demonstrations per prompt.")]
+DemoSourceOpt = Annotated[
+    str, typer.Option("--demo-source", help="sentence (embeddings) or slm (SLM representations).")
+]
+DemoOrderOpt = Annotated[
+    str,
+    typer.Option(
+        "--demo-order", help="ascending (most similar next to the query, as the paper) or descending."
+    ),
+]
+DemoPoolOpt = Annotated[
+    str, typer.Option("--demo-pool", help="Split the demonstrations come from (never test).")
+]
+DefinitionsOpt = Annotated[int, typer.Option("--definitions", min=1, help="At most this many definitions.")]
+EmbedderOpt = Annotated[
+    str, typer.Option("--embedder", help="e5 or a local sentence-transformers directory.")
+]
+
+
+def _one_of(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SlcolmError(f"{option} must be {' or '.join(choices)}, not {value!r}")
+    return value
+
+
 @reports_errors
 def guide(
-    split: Annotated[str, typer.Option(help="dev, test, train, or a records file.")] = "dev",
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N sentences.")] = None,
-    lm: Annotated[str, typer.Option(help="local[:name] or any LiteLLM model string.")] = "local",
-    api_base: Annotated[str | None, typer.Option(help="An OpenAI-compatible server for --lm.")] = None,
-    slm: Annotated[Path, typer.Option(help="A trained SLM directory.")] = Path("runs/slm"),
-    module: Annotated[
-        str, typer.Option(help="extract (SLCoLM) or choice (QA4RE on uncertain pairs).")
-    ] = "extract",
-    out: Annotated[
-        Path | None, typer.Option(help="Run directory. Default: runs/guide/<module>-<split>.")
-    ] = None,
-    demos: Annotated[int, typer.Option(min=0, help="Demonstrations per prompt.")] = 2,
-    demo_source: Annotated[
-        str, typer.Option(help="sentence (embeddings) or slm (SLM representations).")
-    ] = "sentence",
-    demo_order: Annotated[
-        str, typer.Option(help="ascending (most similar next to the query, as the paper) or descending.")
-    ] = "ascending",
-    demo_pool: Annotated[str, typer.Option(help="Split the demonstrations come from (never test).")] = "dev",
-    definitions: Annotated[int, typer.Option(min=1, help="At most this many definitions.")] = 12,
+    split: SplitOpt = "dev",
+    limit: LimitOpt = None,
+    lm: LMOpt = "local",
+    api_base: ApiBaseOpt = None,
+    slm: SLMOpt = Path("runs/slm"),
+    module: ModuleOpt = "extract",
+    out: OutOpt = None,
+    demos: DemosOpt = 2,
+    demo_source: DemoSourceOpt = "sentence",
+    demo_order: DemoOrderOpt = "ascending",
+    demo_pool: DemoPoolOpt = "dev",
+    definitions: DefinitionsOpt = 12,
     concurrency: ConcurrencyOption = 1,
     retries: RetriesOption = 3,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
-    embedder: Annotated[str, typer.Option(help="e5 or a local sentence-transformers directory.")] = "e5",
+    embedder: EmbedderOpt = "e5",
     data: DataOption = None,
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Run the LLM stage on a split; write grounded predictions that `slcolm evaluate` scores."""
     if out is not None:
         output_dir(out)
-    from slcolm_dspy.evaluate import RelationEvaluator
-    from slcolm_dspy.guide.backends import LMSpec, open_lm
-    from slcolm_dspy.guide.faults import RetryPolicy
-    from slcolm_dspy.guide.pipeline import Guide, GuideConfig, run_guide
-    from slcolm_dspy.slm.encoders import cache_dir
-
-    if module not in ("extract", "choice"):
-        raise SlcolmError(f"--module must be extract or choice, not {module!r}")
-    if demo_source not in ("sentence", "slm"):
-        raise SlcolmError(f"--demo-source must be sentence or slm, not {demo_source!r}")
-    if demo_order not in ("ascending", "descending"):
-        raise SlcolmError(f"--demo-order must be ascending or descending, not {demo_order!r}")
     if demo_pool == "test":
         raise SlcolmError("--demo-pool test is refused: demonstrations never come from the test split")
+    config = _guide_config(module, demos, demo_source, demo_order, definitions)
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     gold = _records(split, data_dir, schema)[:limit]
-    # The LLM stage sees text only: gold annotations are stripped before anything is built.
-    inputs = [g.with_predictions((), ()) for g in gold]
     pool = load_split(data_dir, demo_pool, schema)[0] if demos else []
     run_dir = out or Path("runs/guide") / f"{module}-{Path(split).stem}"
-    config = GuideConfig(
-        module=module,  # type: ignore[arg-type]
+    settings = dict(lm=lm, api_base=api_base, split=split, limit=limit, slm=str(slm), demo_pool=demo_pool)
+    with console.status("loading the SLM, the embedder and the demonstration pool"):
+        from slcolm_dspy.guide.pipeline import Guide
+
+        helper = Guide.from_files(schema, slm, embedder, pool, config)
+    limits = dict(concurrency=concurrency, retries=retries, max_tokens=max_tokens)
+    run = _run_guide(helper, gold, run_dir, settings, **limits)
+    _report_guide(run, gold, run_dir, schema, split, module)
+
+
+def _guide_config(
+    module: str, demos: int, demo_source: str, demo_order: str, definitions: int
+) -> GuideConfig:
+    """The guide settings from the command's options, each checked against its choices."""
+    from slcolm_dspy.guide.pipeline import GuideConfig
+
+    return GuideConfig(
+        module=_one_of("--module", module, ("extract", "choice")),  # type: ignore[arg-type]
         demos=demos,
-        demo_source=demo_source,  # type: ignore[arg-type]
-        demo_order=demo_order,  # type: ignore[arg-type]
+        demo_source=_one_of("--demo-source", demo_source, ("sentence", "slm")),  # type: ignore[arg-type]
+        demo_order=_one_of("--demo-order", demo_order, ("ascending", "descending")),  # type: ignore[arg-type]
         max_definitions=definitions,
     )
-    with console.status("loading the SLM, the embedder and the demonstration pool"):
-        helper = Guide.from_files(schema, slm, embedder, pool, config)
-    spec = LMSpec(lm, api_base=api_base, max_tokens=max_tokens)
-    settings = {
-        "lm": lm,
-        "api_base": api_base,
-        "split": split,
-        "limit": limit,
-        "slm": str(slm),
-        "demo_pool": demo_pool,
-    }
+
+
+def _run_guide(
+    helper: Guide,
+    gold: list[Sentence],
+    run_dir: Path,
+    settings: dict,
+    *,
+    concurrency: int,
+    retries: int,
+    max_tokens: int,
+) -> dict:
+    """The guide run, with the LLM opened for it (a local server started and stopped)."""
+    from slcolm_dspy.guide.backends import LMSpec, open_lm
+    from slcolm_dspy.guide.faults import RetryPolicy
+    from slcolm_dspy.guide.pipeline import run_guide
+    from slcolm_dspy.slm.encoders import cache_dir
+
+    # The LLM stage sees text only: gold annotations are stripped before anything is built.
+    inputs = [g.with_predictions((), ()) for g in gold]
+    spec = LMSpec(settings["lm"], api_base=settings["api_base"], max_tokens=max_tokens)
     run_dir.mkdir(parents=True, exist_ok=True)
     with (
         open_lm(spec, cache_dir(), parallel=concurrency, log=run_dir / "server.log") as model,
-        progress_bar(console, f"{module} via {lm}") as (_, on_done),
+        progress_bar(console, f"{helper.config.module} via {settings['lm']}") as (_, on_done),
     ):
-        result = run_guide(
+        retry = RetryPolicy(retries=retries)
+        return run_guide(
             helper,
             inputs,
             model,
             run_dir,
             concurrency=concurrency,
-            retry=RetryPolicy(retries=retries),
+            retry=retry,
             settings=settings,
             on_done=on_done,
         )
+
+
+def _report_guide(
+    result: dict, gold: list[Sentence], run_dir: Path, schema: Schema, split: str, module: str
+) -> None:
+    """Score the run against the gold where there is any, store the scores in run.json, print."""
+    from slcolm_dspy.evaluate import PROTOCOLS, RelationEvaluator
+
     predictions = read_records(run_dir / "predictions.jsonl", schema)[0]
     slm_predictions = read_records(run_dir / "slm.jsonl", schema)[0]
     scores = {}
     if any(g.relations for g in gold):
-        for protocol in ("paper", "strict"):
-            evaluator = RelationEvaluator(gold, schema, protocol)  # type: ignore[arg-type]
+        for protocol in PROTOCOLS:
+            evaluator = RelationEvaluator(gold, schema, protocol)
             scores[f"SLM alone ({protocol})"] = evaluator(slm_predictions)
             scores[f"{module} ({protocol})"] = evaluator(predictions)
         console.print(summary_table(f"{split}: {len(gold)} sentences", scores))

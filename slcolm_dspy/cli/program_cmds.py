@@ -19,33 +19,48 @@ from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
 
 if TYPE_CHECKING:
-    pass
+    from slcolm_dspy.program.apply import RunOptions
+    from slcolm_dspy.program.compile import CompileResult
 
 console = make_console()
 
 LmOption = Annotated[str, typer.Option(help="local[:name] or any LiteLLM model string.")]
 ApiBaseOption = Annotated[str | None, typer.Option(help="An OpenAI-compatible server for --lm.")]
+# The options of `slcolm compile`, named once.
+PresetOpt = Annotated[
+    str, typer.Option("--preset", help="An optimizer preset in optimize/ (local, api) or a TOML file.")
+]
+SLMDirOpt = Annotated[Path, typer.Option("--slm", help="A trained SLM directory.")]
+ProgramDirOpt = Annotated[Path, typer.Option("--out", help="The program directory to write.")]
+SampleOpt = Annotated[
+    int | None, typer.Option("--sample", min=2, help="Dev sentences to score on (preset's default).")
+]
+BudgetOpt = Annotated[
+    int | None, typer.Option("--budget-calls", min=1, help="LLM calls the search may spend.")
+]
+ShareOpt = Annotated[
+    float | None, typer.Option("--max-llm-share", min=0.0, max=1.0, help="Most sentences sent to the LLM.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the dev sample.")]
+DemoPoolOpt = Annotated[str, typer.Option("--demo-pool", help="Split demonstrations come from (never test).")]
+EmbedderOpt = Annotated[
+    str, typer.Option("--embedder", help="e5 or a local sentence-transformers directory.")
+]
 
 
 @reports_errors
 def compile_program(
     lm: LmOption = "local",
     api_base: ApiBaseOption = None,
-    preset: Annotated[
-        str, typer.Option(help="An optimizer preset in optimize/ (local, api) or a TOML file.")
-    ] = "local",
-    slm: Annotated[Path, typer.Option(help="A trained SLM directory.")] = Path("runs/slm"),
-    out: Annotated[Path, typer.Option(help="The program directory to write.")] = Path("programs/default"),
-    sample: Annotated[
-        int | None, typer.Option(min=2, help="Dev sentences to score on (preset's default).")
-    ] = None,
-    budget_calls: Annotated[int | None, typer.Option(min=1, help="LLM calls the search may spend.")] = None,
-    max_llm_share: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="Most sentences sent to the LLM.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the dev sample.")] = 0,
-    demo_pool: Annotated[str, typer.Option(help="Split demonstrations come from (never test).")] = "dev",
-    embedder: Annotated[str, typer.Option(help="e5 or a local sentence-transformers directory.")] = "e5",
+    preset: PresetOpt = "local",
+    slm: SLMDirOpt = Path("runs/slm"),
+    out: ProgramDirOpt = Path("programs/default"),
+    sample: SampleOpt = None,
+    budget_calls: BudgetOpt = None,
+    max_llm_share: ShareOpt = None,
+    seed: SeedOpt = 0,
+    demo_pool: DemoPoolOpt = "dev",
+    embedder: EmbedderOpt = "e5",
     concurrency: ConcurrencyOption = 1,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,
@@ -64,10 +79,7 @@ def compile_program(
         space, load_schema(schema_name), resolve_data_dir(data), slm, out, lm, api_base, seed, demo_pool,
         embedder, concurrency, max_tokens,
     )  # fmt: skip
-    console.print(
-        f"compiling with preset {space.name} ({space.description}) on at most {space.sample} dev sentences, "
-        f"at most {space.budget_calls} LLM calls, at most {space.max_llm_share:.0%} of sentences to the LLM"
-    )
+    _print_space(space)
     with progress_bar(console, "dev sample") as (bar, on_done):
         result = compile_on_dev(
             request, on_status=bar.console.print, on_done=on_done, progress=bar.console.print
@@ -75,6 +87,18 @@ def compile_program(
     search = result.search
     _print_candidates(candidate_table_rows(search.candidates), len(search.candidates))
     _print_refused(search.refused, space.max_llm_share)
+    _print_compiled(result, out)
+
+
+def _print_space(space: Any) -> None:
+    console.print(
+        f"compiling with preset {space.name} ({space.description}) on at most {space.sample} dev sentences, "
+        f"at most {space.budget_calls} LLM calls, at most {space.max_llm_share:.0%} of sentences to the LLM"
+    )
+
+
+def _print_compiled(result: CompileResult, out: Path) -> None:
+    search = result.search
     c, s = result.dev_scores["compiled.paper"], result.dev_scores["slm.paper"]
     console.print(
         f"compiled policy: {result.program.policy.label}; dev sample macro-F1 {pct(c['macro_f1'])} "
@@ -193,38 +217,21 @@ def extract(
 
 
 def evaluate_program(
-    program: Path,
-    split: str,
-    *,
-    limit: int | None = None,
-    lm: str | None,
-    api_base: str | None,
-    slm: Path | None,
-    out: Path | None,
-    concurrency: int,
-    max_tokens: int,
-    data: Path | None,
-    compare: bool = False,
+    program: Path, split: str, run: RunOptions, *, limit: int | None, out: Path | None, compare: bool = False
 ) -> None:
     """The report of a compiled program on a split: every system in one table."""
     from slcolm_dspy.program import load_program
-    from slcolm_dspy.program.apply import RunOptions, lm_for
+    from slcolm_dspy.program.apply import lm_for
     from slcolm_dspy.program.evaluation import evaluate_on
 
     compiled = load_program(program)
-    gold = load_split(resolve_data_dir(data), split, compiled.schema)[0][:limit]
+    gold = load_split(resolve_data_dir(run.data), split, compiled.schema)[0][:limit]
     report_dir = out or program / (f"eval-{split}" + (f"-first{limit}" if limit else ""))
-    model_name, _ = lm_for(compiled, lm, api_base)
+    model_name, _ = lm_for(compiled, run.lm, run.api_base)
+    title = f"{program.name} on {split}"
     with progress_bar(console, f"{split} via {model_name}") as (_, on_done):
         report = evaluate_on(
-            compiled,
-            gold,
-            report_dir,
-            RunOptions(lm, api_base, slm, data, concurrency, max_tokens),
-            title=f"{program.name} on {split}",
-            split=split,
-            compare=compare,
-            on_done=on_done,
+            compiled, gold, report_dir, run, title=title, split=split, compare=compare, on_done=on_done
         )
     _print_report(report, f"{program.name} on {split}: {len(gold)} sentences, LLM {model_name}")
     files = f"{report_dir / 'report.json'}, {report_dir / 'per_type_f1.png'}, {report_dir / 'report.html'}"

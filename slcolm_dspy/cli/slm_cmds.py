@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,7 +14,7 @@ from slcolm_dspy.cli.errors import reports_errors, stderr
 from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption
 from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.core.schema import load_schema
+from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.io import drop_torn_tail, written_ids
 from slcolm_dspy.data.paths import output_dir, output_file
@@ -38,64 +39,102 @@ def encoder() -> None:
     console.print(f"encoder ready: {path}")
 
 
+# The options of `slcolm slm train`, named once; each is a field of TrainConfig of the same name.
+OutOpt = Annotated[Path, typer.Option("--out", help="Directory for the best-on-dev model.")]
+EncoderOpt = Annotated[
+    str,
+    typer.Option(
+        "--encoder", help="e5 (multilingual-e5-small, offline), scratch, or a local Hugging Face checkpoint."
+    ),
+]
+UnitsOpt = Annotated[
+    str,
+    typer.Option(
+        "--units", help="Spans over char(acters) or word(s); auto: from the schema's language or the data."
+    ),
+]
+EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="The schedule: a fixed number of epochs.")]
+MaxMinutesOpt = Annotated[
+    float, typer.Option("--max-minutes", help="A guard: stop (and say so) after this much wall-clock time.")
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1)]
+FreezeOpt = Annotated[
+    int,
+    typer.Option(
+        "--freeze-layers",
+        min=0,
+        help="Freeze embeddings and this many lower layers (their output is cached).",
+    ),
+]
+LrEncoderOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--lr-encoder", help="Encoder learning rate (default: 2e-4 for characters, 5e-5 for words)."
+    ),
+]
+LrHeadsOpt = Annotated[float, typer.Option("--lr-heads")]
+BalanceOpt = Annotated[
+    float, typer.Option("--relation-balance", min=0.0, help="Class-balanced relation loss exponent (0: off).")
+]
+ThresholdOpt = Annotated[float, typer.Option("--relation-threshold", min=0.0, max=1.0)]
+PerTypeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--per-type-thresholds/--no-per-type-thresholds",
+        help="Offer per-type relation thresholds on dev (kept only where they help).",
+    ),
+]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="auto (bf16 where the CPU has it), bf16 or fp32.")
+]
+TextFormOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--text-form", help="Read this aligned form of the text, e.g. simplified (offsets unchanged)."
+    ),
+]
+PatienceOpt = Annotated[
+    int,
+    typer.Option("--patience", min=0, help="Stop after this many epochs without dev improvement (0: never)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Torch threads; default: every core.")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="A directory written by `slcolm slm train`.")]
+RecordsOpt = Annotated[Path, typer.Option("--data", help="Records to label: any supported file.")]
+PredictionsOpt = Annotated[
+    Path, typer.Option("--out", help="JSONL file of predictions (appended; a rerun resumes).")
+]
+ProbabilityOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0)]
+TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
+
+
 @slm_app.command("train")
 @reports_errors
 def train(
     data: DataOption = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory for the best-on-dev model.")] = Path(
-        "runs/slm"
-    ),
-    encoder: Annotated[
-        str,
-        typer.Option(
-            help="e5 (multilingual-e5-small, offline), scratch, or a local Hugging Face checkpoint."
-        ),
-    ] = "e5",
-    units: Annotated[
-        str,
-        typer.Option(
-            help="Spans over char(acters) or word(s); auto: from the schema's language or the data."
-        ),
-    ] = "auto",
-    epochs: Annotated[
-        int, typer.Option(min=1, help="The schedule: a fixed number of epochs.")
-    ] = DEFAULTS.epochs,
-    max_minutes: Annotated[
-        float, typer.Option(help="A guard: stop (and say so) after this much wall-clock time.")
-    ] = DEFAULTS.max_minutes,
-    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULTS.batch_size,
-    freeze_layers: Annotated[
-        int,
-        typer.Option(min=0, help="Freeze embeddings and this many lower layers (their output is cached)."),
-    ] = DEFAULTS.freeze_layers,
-    lr_encoder: Annotated[
-        float | None,
-        typer.Option(help="Encoder learning rate (default: 2e-4 for characters, 5e-5 for words)."),
-    ] = DEFAULTS.lr_encoder,
-    lr_heads: float = DEFAULTS.lr_heads,
-    relation_balance: Annotated[
-        float, typer.Option(min=0.0, help="Class-balanced relation loss exponent (0: off).")
-    ] = DEFAULTS.relation_balance,
-    relation_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = DEFAULTS.relation_threshold,
-    per_type_thresholds: Annotated[
-        bool, typer.Option(help="Offer per-type relation thresholds on dev (kept only where they help).")
-    ] = DEFAULTS.per_type_thresholds,
-    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU has it), bf16 or fp32.")] = "auto",
-    text_form: Annotated[
-        str | None,
-        typer.Option(help="Read this aligned form of the text, e.g. simplified (offsets unchanged)."),
-    ] = None,
-    patience: Annotated[
-        int, typer.Option(min=0, help="Stop after this many epochs without dev improvement (0: never).")
-    ] = DEFAULTS.patience,
-    seed: int = DEFAULTS.seed,
-    threads: Annotated[int | None, typer.Option(help="Torch threads; default: every core.")] = None,
+    out: OutOpt = Path("runs/slm"),
+    encoder: EncoderOpt = "e5",
+    units: UnitsOpt = "auto",
+    epochs: EpochsOpt = DEFAULTS.epochs,
+    max_minutes: MaxMinutesOpt = DEFAULTS.max_minutes,
+    batch_size: BatchOpt = DEFAULTS.batch_size,
+    freeze_layers: FreezeOpt = DEFAULTS.freeze_layers,
+    lr_encoder: LrEncoderOpt = DEFAULTS.lr_encoder,
+    lr_heads: LrHeadsOpt = DEFAULTS.lr_heads,
+    relation_balance: BalanceOpt = DEFAULTS.relation_balance,
+    relation_threshold: ThresholdOpt = DEFAULTS.relation_threshold,
+    per_type_thresholds: PerTypeOpt = DEFAULTS.per_type_thresholds,
+    precision: PrecisionOpt = "auto",
+    text_form: TextFormOpt = None,
+    patience: PatienceOpt = DEFAULTS.patience,
+    seed: SeedOpt = DEFAULTS.seed,
+    threads: ThreadsOpt = None,
     schema_name: SchemaOption = "chisre",
 ) -> None:
     """Train on the train split; evaluate on dev every epoch; keep the best-on-dev checkpoint."""
     output_dir(out)
-    from slcolm_dspy.slm.train import train as run_training
-
+    # every option but data, out and schema is the TrainConfig field of the same name
+    options = {k: v for k, v in locals().items() if k in TRAIN_FIELDS}
     if units not in ("auto", "char", "word"):
         raise SlcolmError(f"--units must be auto, char or word, not {units!r}")
     if precision not in ("auto", "bf16", "fp32"):
@@ -106,25 +145,19 @@ def train(
     report_skipped(report)
     dev_records, report = load_split(data_dir, "dev", schema)
     report_skipped(report)
-    config = TrainConfig(
-        encoder=encoder,
-        epochs=epochs,
-        max_minutes=max_minutes,
-        batch_size=batch_size,
-        freeze_layers=freeze_layers,
-        units=units,
-        lr_encoder=lr_encoder,
-        lr_heads=lr_heads,
-        relation_balance=relation_balance,
-        relation_threshold=relation_threshold,
-        per_type_thresholds=per_type_thresholds,
-        precision=precision,
-        # e5 saw far more simplified than traditional Chinese; chosen on dev (BENCHMARKS.md)
-        text_form=text_form or (schema.corpus.variant_form if schema.corpus else None),
-        patience=patience,
-        seed=seed,
-        threads=threads,
-    )
+    # e5 saw far more simplified than traditional Chinese; chosen on dev (BENCHMARKS.md)
+    options["text_form"] = text_form or (schema.corpus.variant_form if schema.corpus else None)
+    config = TrainConfig(**options)
+    summary = _train_with_progress(train_records, dev_records, schema, out, config)
+    _report_training(summary, out, schema.primary_protocol)
+
+
+def _train_with_progress(
+    train_records: list, dev_records: list, schema: Schema, out: Path, config: TrainConfig
+) -> dict:
+    """Train with a progress bar of steps and one line per dev evaluation."""
+    from slcolm_dspy.slm.train import train as run_training
+
     protocol = schema.primary_protocol
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, TextColumn("loss {task.fields[loss]:.3f}"), console=console) as progress:
@@ -142,10 +175,9 @@ def train(
                 f" | NER {record[protocol + '.ner_f1']:.2f} | {record['minutes']:.1f} min{mark}"
             )
 
-        summary = run_training(
+        return run_training(
             train_records, dev_records, schema, out, config, on_step=on_step, on_epoch=on_epoch
         )
-    _report_training(summary, out, protocol)
 
 
 def _report_training(summary: dict, out: Path, protocol: str) -> None:
@@ -181,17 +213,26 @@ def _report_training(summary: dict, out: Path, protocol: str) -> None:
     )
 
 
+def _predict_into(extractor: Any, todo: list, out: Path, batch_size: int) -> None:
+    """Predict batch by batch, each record appended as it comes (a rerun resumes after it)."""
+    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+        task = progress.add_task("predict", total=len(todo))
+        with JsonlAppender(out) as sink:
+            for lo in range(0, len(todo), batch_size):
+                for sentence in extractor.predict(todo[lo : lo + batch_size]):
+                    sink.append(sentence)
+                progress.advance(task, min(batch_size, len(todo) - lo))
+
+
 @slm_app.command("predict")
 @reports_errors
 def predict(
-    model: Annotated[Path, typer.Option("--model", help="A directory written by `slcolm slm train`.")],
-    data: Annotated[Path, typer.Option("--data", help="Records to label: any supported file.")],
-    out: Annotated[
-        Path, typer.Option("--out", help="JSONL file of predictions (appended; a rerun resumes).")
-    ],
-    relation_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    entity_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    model: ModelOpt,
+    data: RecordsOpt,
+    out: PredictionsOpt,
+    relation_threshold: ProbabilityOpt = None,
+    entity_threshold: ProbabilityOpt = None,
+    batch_size: BatchOpt = 32,
     schema_name: SchemaOption = "chisre",
     skip_bad: SkipBadOption = False,
 ) -> None:
@@ -214,13 +255,7 @@ def predict(
         return
     if not todo:
         raise SlcolmError(f"{data}: no records to predict")
-    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
-        task = progress.add_task("predict", total=len(todo))
-        with JsonlAppender(out) as sink:
-            for lo in range(0, len(todo), batch_size):
-                for sentence in extractor.predict(todo[lo : lo + batch_size]):
-                    sink.append(sentence)
-                progress.advance(task, min(batch_size, len(todo) - lo))
+    _predict_into(extractor, todo, out, batch_size)
     console.print(
         f"wrote {len(todo)} predictions to {out}" + (f" ({len(done)} were already there)" if done else "")
     )
