@@ -174,6 +174,60 @@ def _read_inputs(path: Path, schema: Schema) -> list[Sentence]:
     raise SlcolmError(f"{path}: give a .txt (running text) or .jsonl/.json (records) file")
 
 
+DocumentsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--documents",
+        help="INPUT holds whole documents (a .txt file, a folder of them, or JSONL with id and text):"
+        " each is cut into units (overlapping windows where it has no punctuation) and comes back"
+        " as one record with offsets into the document.",
+    ),
+]
+
+
+def _read_documents(path: Path, schema: Schema) -> list[Sentence]:
+    from slcolm_dspy.data.readers import read_records
+
+    if path.is_dir():
+        files = sorted(path.rglob("*.txt"))
+        if not files:
+            raise SlcolmError(f"{path}: no .txt files in this folder")
+        return [Sentence(str(f.relative_to(path).with_suffix("")), _utf8(f)) for f in files]
+    if path.suffix == ".txt":
+        return [Sentence(path.stem, _utf8(path))]
+    if path.suffix in (".jsonl", ".json"):
+        return [r.with_predictions((), ()) for r in read_records(path, schema)[0]]
+    raise SlcolmError(f"{path}: give a .txt file, a folder of them, or .jsonl/.json records (id, text)")
+
+
+def _utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SlcolmError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _extract_documents(compiled: Any, input_path: Path, out: Path, run: RunOptions) -> None:
+    from slcolm_dspy.data.writers import write_jsonl
+    from slcolm_dspy.program.apply import extract_documents, lm_for
+
+    documents = _read_documents(input_path, compiled.schema)
+    if not any(d.text.strip() for d in documents):
+        raise SlcolmError(f"{input_path}: no text")
+    model_name, _ = lm_for(compiled, run.lm, run.api_base)
+    with progress_bar(console, f"extract via {model_name}") as (_, on_done):
+        done = extract_documents(compiled, documents, out.parent / f"{out.name}.run", run, on_done=on_done)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(done.records, out)
+    triples = sum(len(r.relations) for r in done.records)
+    console.print(
+        f"{len(done.records)} documents, {sum(len(d.text) for d in documents)} characters"
+        f" in {done.units} units"
+        f" ({done.windows} cut by length: no sentence punctuation there); {triples} triples"
+        f" ({compiled.policy.label}); {done.llm_calls} LLM calls; written to {out}"
+    )
+
+
 @reports_errors
 def extract(
     program: Annotated[Path, typer.Option(help="A compiled program directory.")],
@@ -187,6 +241,7 @@ def extract(
     concurrency: ConcurrencyOption = 1,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,
+    documents: DocumentsOpt = False,
 ) -> None:
     """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""
     output_file(out)
@@ -195,17 +250,16 @@ def extract(
     from slcolm_dspy.program.apply import RunOptions, extract_records, lm_for
 
     compiled = load_program(program)
+    run = RunOptions(lm, api_base, slm, data, concurrency, max_tokens)
+    if documents:
+        return _extract_documents(compiled, input_path, out, run)
     records = _read_inputs(input_path, compiled.schema)
     if not records:
         raise SlcolmError(f"{input_path}: no sentences")
     model_name, _ = lm_for(compiled, lm, api_base)
     with progress_bar(console, f"extract via {model_name}") as (_, on_done):
         merged, calls = extract_records(
-            compiled,
-            records,
-            out.parent / f"{out.name}.run",
-            RunOptions(lm, api_base, slm, data, concurrency, max_tokens),
-            on_done=on_done,
+            compiled, records, out.parent / f"{out.name}.run", run, on_done=on_done
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(merged, out)

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.io import sha256_of
+from slcolm_dspy.data.segment import segment, stitch
 from slcolm_dspy.data.text import split_sentences
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS, LMSpec, open_lm
 from slcolm_dspy.guide.pipeline import Guide
@@ -119,6 +121,37 @@ def extract_records(
     return compiled.policy.apply_all(outcome.llm, outcome.slm), calls
 
 
+@dataclass
+class DocumentRun:
+    """What `extract_documents` made: one record per document, and how the documents were cut."""
+
+    records: list[Sentence]
+    units: int  # pieces the models read
+    windows: int  # of which cut by length (stretches without sentence punctuation)
+    llm_calls: int
+
+
+def extract_documents(
+    compiled: CompiledProgram,
+    documents: Sequence[Sentence],
+    work_dir: Path,
+    options: RunOptions = DEFAULT_OPTIONS,
+    *,
+    max_chars: int = 400,
+    overlap: int = 100,
+    on_done: Callable[[int, int], None] | None = None,
+) -> DocumentRun:
+    """The program over documents of any length: each is cut into units (`data.segment`), the
+    units run as sentences (resumable in `work_dir`, keyed by unit id), and their records are
+    stitched back into one record per document with offsets into the document."""
+    segmentations = [segment(d, max_chars=max_chars, overlap=overlap) for d in documents]
+    units = [u.record() for s in segmentations for u in s.units]
+    merged, calls = extract_records(compiled, units, work_dir, options, on_done=on_done) if units else ([], 0)
+    by_id = {r.id: r for r in merged}
+    records = [stitch(s, [by_id[u.id] for u in s.units]) for s in segmentations]
+    return DocumentRun(records, len(units), sum(s.windows for s in segmentations), calls)
+
+
 def extract(
     texts: str | Sequence[str],
     program: str | Path = "programs/default",
@@ -126,22 +159,37 @@ def extract(
     lm: str | None = None,
     api_base: str | None = None,
     work_dir: str | Path | None = None,
+    documents: bool = False,
 ) -> list[Sentence]:
     """Relations from raw text with a compiled program, in one call.
 
     Each text is split into sentences (after 。！？); the records returned carry entities with
-    character offsets into their sentence and typed relations between them. `lm` overrides the
-    LLM the program was compiled with; `work_dir` keeps the work so a rerun resumes.
+    character offsets into their sentence and typed relations between them. With `documents`,
+    each text is one document of any length (cut into overlapping windows where it has no
+    punctuation) and comes back as one record with offsets into the whole text. `lm` overrides
+    the LLM the program was compiled with; `work_dir` keeps the work so a rerun resumes.
     """
     compiled = load_program(Path(program))
     items = [texts] if isinstance(texts, str) else list(texts)
+    options = RunOptions(lm=lm, api_base=api_base)
+    if documents:
+        docs = [Sentence(f"text{i}", text) for i, text in enumerate(items)]
+        with _work(work_dir) as where:
+            return extract_documents(compiled, docs, where, options).records
     records = [
         Sentence(f"text{i}:{n}", sentence)
         for i, text in enumerate(items)
         for n, (_, sentence) in enumerate(split_sentences(text), start=1)
     ]
-    options = RunOptions(lm=lm, api_base=api_base)
+    with _work(work_dir) as where:
+        return extract_records(compiled, records, where, options)[0]
+
+
+@contextlib.contextmanager
+def _work(work_dir: str | Path | None) -> Iterator[Path]:
+    """The given work directory (kept: a rerun resumes), else a temporary one."""
     if work_dir is not None:
-        return extract_records(compiled, records, Path(work_dir), options)[0]
+        yield Path(work_dir)
+        return
     with tempfile.TemporaryDirectory(prefix="slcolm-extract-") as tmp:
-        return extract_records(compiled, records, Path(tmp), options)[0]
+        yield Path(tmp)

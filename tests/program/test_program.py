@@ -311,3 +311,56 @@ def test_dspy_evaluate_runs_the_program_and_scores_the_corpus(schema, tiny_slm, 
     assert len(lm.history) == before and prediction.record.entities == prediction.slm.entities
     with pytest.raises(SlcolmError, match="bind"):
         SLCoLMProgram(schema)(sentence="x")
+
+
+def test_extract_documents_gives_one_record_per_document_with_document_offsets(
+    schema, tiny_slm, handful, tmp_path
+):
+    """`slcolm extract --documents`: a folder of books, one of them long and unpunctuated; each
+    book comes back as one record whose entities sit at their offsets in the book."""
+    slm_dir = tiny_slm[0]
+    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
+    save_program(
+        tmp_path / "prog",
+        program,
+        schema,
+        lm={"model": "local"},
+        slm_dir=slm_dir,
+        retrieval={},
+        dev_metrics={},
+    )
+    books = tmp_path / "books"
+    books.mkdir()
+    punctuated = "".join(h.text for h in handful[:3])
+    (books / "short.txt").write_text(punctuated, encoding="utf-8")
+    bare = "".join(c for h in handful for c in h.text if c not in "，。！？、；：「」")
+    long_text = (bare * (3000 // len(bare) + 1))[:3000]
+    (books / "long.txt").write_text(long_text, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["extract", "--program", str(tmp_path / "prog"), str(books), "--out", str(out), "--documents"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert set(rows) == {"short", "long"} and rows["long"]["text"] == long_text
+    assert "units (" in result.output and "cut by length" in result.output
+    # the punctuated book: cut at its sentences, so each entity is the SLM's on that sentence, shifted
+    extractor = SpanExtractor.load(slm_dir)
+    expected, at = [], 0
+    for h, predicted in zip(
+        handful[:3], extractor.predict([h.with_predictions((), ()) for h in handful[:3]]), strict=True
+    ):
+        expected += [(e.start + at, e.end + at, e.type) for e in predicted.entities]
+        at += len(h.text)
+    assert [(e["start"], e["end"], e["type"]) for e in rows["short"]["entities"]] == expected
+    # the long one: read in windows, every entity found lies at its offset, none twice, found to the end
+    found = rows["long"]["entities"]
+    assert found and all(long_text[e["start"] : e["end"]] == e["text"] for e in found)
+    assert len({(e["start"], e["end"], e["type"]) for e in found}) == len(found)
+    assert max(e["start"] for e in found) > 2500
+    # the façade: the same record for the same document
+    import slcolm_dspy
+
+    (record,) = slcolm_dspy.extract(long_text, program=tmp_path / "prog", documents=True)
+    assert [(e.start, e.end, e.type) for e in record.entities] == [
+        (e["start"], e["end"], e["type"]) for e in found
+    ]
