@@ -6,6 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from slcolm_dspy.cli.errors import reports_errors
@@ -185,46 +193,30 @@ DocumentsOpt = Annotated[
 ]
 
 
-def _read_documents(path: Path, schema: Schema) -> list[Sentence]:
-    from slcolm_dspy.data.readers import read_records
-
-    if path.is_dir():
-        files = sorted(path.rglob("*.txt"))
-        if not files:
-            raise SlcolmError(f"{path}: no .txt files in this folder")
-        return [Sentence(str(f.relative_to(path).with_suffix("")), _utf8(f)) for f in files]
-    if path.suffix == ".txt":
-        return [Sentence(path.stem, _utf8(path))]
-    if path.suffix in (".jsonl", ".json"):
-        return [r.with_predictions((), ()) for r in read_records(path, schema)[0]]
-    raise SlcolmError(f"{path}: give a .txt file, a folder of them, or .jsonl/.json records (id, text)")
-
-
-def _utf8(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SlcolmError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def _extract_documents(compiled: Any, input_path: Path, out: Path, run: RunOptions) -> None:
-    from slcolm_dspy.data.writers import write_jsonl
-    from slcolm_dspy.program.apply import extract_documents, lm_for
+    """--documents: stream the documents through the program, one record each appended to OUT."""
+    from slcolm_dspy.data.documents import count_documents, iter_documents
+    from slcolm_dspy.program.apply import extract_document_stream, lm_for
 
-    documents = _read_documents(input_path, compiled.schema)
-    if not any(d.text.strip() for d in documents):
-        raise SlcolmError(f"{input_path}: no text")
+    total = count_documents(input_path)
     model_name, _ = lm_for(compiled, run.lm, run.api_base)
-    with progress_bar(console, f"extract via {model_name}") as (_, on_done):
-        done = extract_documents(compiled, documents, out.parent / f"{out.name}.run", run, on_done=on_done)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(done.records, out)
-    triples = sum(len(r.relations) for r in done.records)
+    columns = (TextColumn(f"documents via {model_name}"), BarColumn(), MofNCompleteColumn())
+    rate = (TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, *rate, console=console) as bar:
+        task = bar.add_task("documents", total=total, rate="")
+
+        def moved(summary: Any) -> None:
+            seconds = bar.tasks[0].elapsed or 1e-9
+            speed = f"{summary.characters / seconds:,.0f} chars/s"
+            bar.update(task, completed=summary.documents + summary.resumed, rate=speed)
+
+        done = extract_document_stream(compiled, iter_documents(input_path), out, run, on_document=moved)
     console.print(
-        f"{len(done.records)} documents, {sum(len(d.text) for d in documents)} characters"
-        f" in {done.units} units"
-        f" ({done.windows} cut by length: no sentence punctuation there); {triples} triples"
-        f" ({compiled.policy.label}); {done.llm_calls} LLM calls; written to {out}"
+        f"{done.documents} documents ({done.resumed} already in {out}), {done.characters} characters in"
+        f" {done.units} units ({done.windows} cut by length: no sentence punctuation there);"
+        f" {done.llm_calls} LLM calls, {done.prompt_tokens} prompt /"
+        f" {done.completion_tokens} completion tokens"
+        f" ({compiled.policy.label}); written to {out}"
     )
 
 

@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
-from slcolm_dspy.data.io import sha256_of
+from slcolm_dspy.data.io import drop_torn_tail, sha256_of, written_ids
 from slcolm_dspy.data.segment import segment, stitch
 from slcolm_dspy.data.text import split_sentences
+from slcolm_dspy.data.writers import JsonlAppender
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS, LMSpec, open_lm
 from slcolm_dspy.guide.pipeline import Guide
 from slcolm_dspy.program.artifact import CompiledProgram, load_program
@@ -150,6 +152,77 @@ def extract_documents(
     by_id = {r.id: r for r in merged}
     records = [stitch(s, [by_id[u.id] for u in s.units]) for s in segmentations]
     return DocumentRun(records, len(units), sum(s.windows for s in segmentations), calls)
+
+
+@dataclass
+class StreamSummary:
+    documents: int = 0  # written by this run
+    resumed: int = 0  # already in the output: skipped
+    characters: int = 0
+    units: int = 0
+    windows: int = 0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+def extract_document_stream(
+    compiled: CompiledProgram,
+    documents: Iterable[Sentence],
+    out: Path,
+    options: RunOptions = DEFAULT_OPTIONS,
+    *,
+    batch: int = 64,
+    on_document: Callable[[StreamSummary], None] | None = None,
+) -> StreamSummary:
+    """Documents read one batch at a time, each document's record appended to `out` (JSONL) as
+    its batch finishes: memory holds one batch, and a rerun skips the documents already written
+    (a torn last line is redone), so none is lost or written twice. The guide's work for the
+    batch in progress is kept in `OUT.run/` and resumed too. (Each batch opens the LLM afresh:
+    a local server starts per batch, so batches are large.)"""
+    drop_torn_tail(out)
+    done = written_ids(out)
+    work_dir = out.parent / f"{out.name}.run"
+    summary = StreamSummary()
+    with JsonlAppender(out) as sink:
+        for chunk in _batches(documents, batch, done, summary):
+            run = extract_documents(compiled, chunk, work_dir, options)
+            for record in run.records:
+                sink.append(record)
+            summary.documents += len(chunk)
+            summary.characters += sum(len(d.text) for d in chunk)
+            summary.units += run.units
+            summary.windows += run.windows
+            summary.llm_calls += run.llm_calls
+            if on_document:
+                on_document(summary)
+    usage = work_dir / "run.json"
+    if usage.is_file():  # the guided runs' own totals: tokens and cost over every invocation
+        total = json.loads(usage.read_text(encoding="utf-8")).get("total", {})
+        summary.prompt_tokens = int(total.get("prompt_tokens", 0))
+        summary.completion_tokens = int(total.get("completion_tokens", 0))
+    return summary
+
+
+def _batches(
+    documents: Iterable[Sentence], size: int, done: set[str], summary: StreamSummary
+) -> Iterator[list[Sentence]]:
+    chunk: list[Sentence] = []
+    seen: set[str] = set()
+    for document in documents:
+        if document.id in seen:
+            raise SlcolmError(f"document id {document.id!r} appears twice; ids must be unique")
+        seen.add(document.id)
+        if document.id in done:
+            summary.resumed += 1
+            continue
+        chunk.append(document)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def extract(

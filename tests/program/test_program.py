@@ -357,6 +357,25 @@ def test_extract_documents_gives_one_record_per_document_with_document_offsets(
     assert found and all(long_text[e["start"] : e["end"]] == e["text"] for e in found)
     assert len({(e["start"], e["end"], e["type"]) for e in found}) == len(found)
     assert max(e["start"] for e in found) > 2500
+    # a rerun writes nothing again; a document cut off mid-write by a crash is redone, once
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "0 documents (2 already in" in again.output
+    lines = out.read_text(encoding="utf-8").splitlines()
+    out.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2], encoding="utf-8")
+    redone = runner.invoke(app, args)
+    assert redone.exit_code == 0 and "1 documents (1 already in" in redone.output
+    assert sorted(json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()) == [
+        "long",
+        "short",
+    ]
+    # JSON Lines documents (id, text), and a line that is not one: one line naming file and line
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"id": "b1", "text": long_text}) + "\n", encoding="utf-8")
+    ok = runner.invoke(app, [*args[:3], str(docs), "--out", str(tmp_path / "o2.jsonl"), "--documents"])
+    assert ok.exit_code == 0 and json.loads((tmp_path / "o2.jsonl").read_text(encoding="utf-8"))["id"] == "b1"
+    docs.write_text(json.dumps({"id": "b1", "text": "x"}) + "\n" + json.dumps({"text": "x"}) + "\n")
+    bad = runner.invoke(app, [*args[:3], str(docs), "--out", str(tmp_path / "o3.jsonl"), "--documents"])
+    assert bad.exit_code == 2 and f"{docs}:2" in bad.stderr and 'needs "id" and "text"' in bad.stderr
     # the façade: the same record for the same document
     import slcolm_dspy
 
