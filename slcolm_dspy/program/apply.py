@@ -164,7 +164,6 @@ class StreamSummary:
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
 
 
 def extract_document_stream(
