@@ -30,7 +30,14 @@ from slcolm_dspy.program.runner import is_complete, run_program
 
 def guide_for(compiled: CompiledProgram, slm: Path | None = None, data: Path | None = None) -> Guide:
     """The guide a compiled program runs with: its SLM (hash checked), its embedder and its
-    demonstration pool (checksum checked)."""
+    demonstration pool (checksum checked). Built once per program, SLM and data directory."""
+    key = (slm, data)
+    if key not in compiled.guides:
+        compiled.guides[key] = _build_guide(compiled, slm, data)
+    return compiled.guides[key]
+
+
+def _build_guide(compiled: CompiledProgram, slm: Path | None, data: Path | None) -> Guide:
     config = compiled.program.config
     retrieval = compiled.retrieval
     pool: list[Sentence] = []

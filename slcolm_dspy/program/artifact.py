@@ -21,7 +21,7 @@ import json
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,11 @@ class CompiledProgram:
     retrieval: dict[str, Any]
     slm: dict[str, str]
     dev_metrics: dict[str, Any]
+    # guides built for this program in this process, by (SLM dir, data dir): loading the SLM and
+    # the embedder costs seconds, and a stream of documents asks for the guide once per batch
+    guides: dict[tuple[Path | None, Path | None], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def policy(self) -> MergePolicy:
