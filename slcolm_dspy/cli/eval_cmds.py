@@ -18,6 +18,7 @@ from slcolm_dspy.cli.options import (
     MaxTokensOption,
     SchemaOption,
     SkipBadOption,
+    one_of,
 )
 from slcolm_dspy.cli.render import make_console, pct, per_type_table, summary_table
 from slcolm_dspy.core.errors import SlcolmError
@@ -111,8 +112,7 @@ def evaluate(
         return _program_report(program, pred, gold, split, run, limit=limit, out=out, compare=compare)
     if pred is None or gold is None:
         raise SlcolmError("give --pred and --gold, or --program")
-    if protocol not in ("paper", "strict"):
-        raise SlcolmError(f"--protocol must be paper or strict, not {protocol!r}")
+    one_of("--protocol", protocol, ("paper", "strict"))
     schema = load_schema(schema_name)
     result = _score_files(pred, gold, schema, protocol, entity_filter, skip_bad=skip_bad)
     console.print(summary_table(f"{protocol} protocol, {result['sentences']} sentences", {pred.name: result}))

@@ -10,11 +10,17 @@ import typer
 
 from slcolm_dspy.cli.errors import reports_errors
 from slcolm_dspy.cli.options import (
+    ApiBaseOption,
     ConcurrencyOption,
     DataOption,
+    DemoPoolOption,
+    EmbedderOption,
+    LMOption,
     MaxTokensOption,
     RetriesOption,
     SchemaOption,
+    SLMDirOption,
+    one_of,
 )
 from slcolm_dspy.cli.render import make_console, progress_bar, summary_table
 from slcolm_dspy.core.errors import SlcolmError
@@ -40,9 +46,6 @@ def _records(split: str, data_dir: Path, schema: Schema) -> list[Sentence]:
 # The options of `slcolm guide`, named once (the command's signature stays one line each).
 SplitOpt = Annotated[str, typer.Option("--split", help="dev, test, train, or a records file.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N sentences.")]
-LMOpt = Annotated[str, typer.Option("--lm", help="local[:name] or any LiteLLM model string.")]
-ApiBaseOpt = Annotated[str | None, typer.Option("--api-base", help="An OpenAI-compatible server for --lm.")]
-SLMOpt = Annotated[Path, typer.Option("--slm", help="A trained SLM directory.")]
 ModuleOpt = Annotated[
     str, typer.Option("--module", help="extract (SLCoLM) or choice (QA4RE on uncertain pairs).")
 ]
@@ -59,39 +62,27 @@ DemoOrderOpt = Annotated[
         "--demo-order", help="ascending (most similar next to the query, as the paper) or descending."
     ),
 ]
-DemoPoolOpt = Annotated[
-    str, typer.Option("--demo-pool", help="Split the demonstrations come from (never test).")
-]
 DefinitionsOpt = Annotated[int, typer.Option("--definitions", min=1, help="At most this many definitions.")]
-EmbedderOpt = Annotated[
-    str, typer.Option("--embedder", help="e5 or a local sentence-transformers directory.")
-]
-
-
-def _one_of(option: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise SlcolmError(f"{option} must be {' or '.join(choices)}, not {value!r}")
-    return value
 
 
 @reports_errors
 def guide(
     split: SplitOpt = "dev",
     limit: LimitOpt = None,
-    lm: LMOpt = "local",
-    api_base: ApiBaseOpt = None,
-    slm: SLMOpt = Path("runs/slm"),
+    lm: LMOption = "local",
+    api_base: ApiBaseOption = None,
+    slm: SLMDirOption = Path("runs/slm"),
     module: ModuleOpt = "extract",
     out: OutOpt = None,
     demos: DemosOpt = 2,
     demo_source: DemoSourceOpt = "sentence",
     demo_order: DemoOrderOpt = "ascending",
-    demo_pool: DemoPoolOpt = "dev",
+    demo_pool: DemoPoolOption = "dev",
     definitions: DefinitionsOpt = 12,
     concurrency: ConcurrencyOption = 1,
     retries: RetriesOption = 3,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
-    embedder: EmbedderOpt = "e5",
+    embedder: EmbedderOption = "e5",
     data: DataOption = None,
     schema_name: SchemaOption = "chisre",
 ) -> None:
@@ -123,10 +114,10 @@ def _guide_config(
     from slcolm_dspy.guide.pipeline import GuideConfig
 
     return GuideConfig(
-        module=_one_of("--module", module, ("extract", "choice")),  # type: ignore[arg-type]
+        module=one_of("--module", module, ("extract", "choice")),  # type: ignore[arg-type]
         demos=demos,
-        demo_source=_one_of("--demo-source", demo_source, ("sentence", "slm")),  # type: ignore[arg-type]
-        demo_order=_one_of("--demo-order", demo_order, ("ascending", "descending")),  # type: ignore[arg-type]
+        demo_source=one_of("--demo-source", demo_source, ("sentence", "slm")),  # type: ignore[arg-type]
+        demo_order=one_of("--demo-order", demo_order, ("ascending", "descending")),  # type: ignore[arg-type]
         max_definitions=definitions,
     )
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from slcolm_dspy.core.errors import SlcolmError
+
 DataOption = Annotated[
     Path | None,
     typer.Option("--data", help="Corpus directory. Default: $SLCOLM_DATA, else data/chisre."),
@@ -25,3 +27,23 @@ MaxTokensOption = Annotated[int, typer.Option(min=16, help="Longest LLM reply, i
 RetriesOption = Annotated[
     int, typer.Option(min=0, max=10, help="Retries of a failed LLM call (429, 5xx, time-out) with backoff.")
 ]
+# The LLM, SLM and retrieval of a guide run (`slcolm guide`, `slcolm compile`).
+LMOption = Annotated[str, typer.Option("--lm", help="local[:name] or any LiteLLM model string.")]
+ApiBaseOption = Annotated[
+    str | None, typer.Option("--api-base", help="An OpenAI-compatible server for --lm.")
+]
+SLMDirOption = Annotated[Path, typer.Option("--slm", help="A trained SLM directory.")]
+DemoPoolOption = Annotated[
+    str, typer.Option("--demo-pool", help="Split the demonstrations come from (never test).")
+]
+EmbedderOption = Annotated[
+    str, typer.Option("--embedder", help="e5 or a local sentence-transformers directory.")
+]
+
+
+def one_of(option: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices`, else a one-line error naming the option."""
+    if value not in choices:
+        listed = ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+        raise SlcolmError(f"{option} must be {listed}, not {value!r}")
+    return value

@@ -17,7 +17,17 @@ from rich.progress import (
 from rich.table import Table
 
 from slcolm_dspy.cli.errors import reports_errors
-from slcolm_dspy.cli.options import ConcurrencyOption, DataOption, MaxTokensOption, SchemaOption
+from slcolm_dspy.cli.options import (
+    ApiBaseOption,
+    ConcurrencyOption,
+    DataOption,
+    DemoPoolOption,
+    EmbedderOption,
+    LMOption,
+    MaxTokensOption,
+    SchemaOption,
+    SLMDirOption,
+)
 from slcolm_dspy.cli.render import group_macro, make_console, pct, progress_bar
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
@@ -32,13 +42,10 @@ if TYPE_CHECKING:
 
 console = make_console()
 
-LmOption = Annotated[str, typer.Option(help="local[:name] or any LiteLLM model string.")]
-ApiBaseOption = Annotated[str | None, typer.Option(help="An OpenAI-compatible server for --lm.")]
 # The options of `slcolm compile`, named once.
 PresetOpt = Annotated[
     str, typer.Option("--preset", help="An optimizer preset in optimize/ (local, api) or a TOML file.")
 ]
-SLMDirOpt = Annotated[Path, typer.Option("--slm", help="A trained SLM directory.")]
 ProgramDirOpt = Annotated[Path, typer.Option("--out", help="The program directory to write.")]
 SampleOpt = Annotated[
     int | None, typer.Option("--sample", min=2, help="Dev sentences to score on (preset's default).")
@@ -50,25 +57,21 @@ ShareOpt = Annotated[
     float | None, typer.Option("--max-llm-share", min=0.0, max=1.0, help="Most sentences sent to the LLM.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the dev sample.")]
-DemoPoolOpt = Annotated[str, typer.Option("--demo-pool", help="Split demonstrations come from (never test).")]
-EmbedderOpt = Annotated[
-    str, typer.Option("--embedder", help="e5 or a local sentence-transformers directory.")
-]
 
 
 @reports_errors
 def compile_program(
-    lm: LmOption = "local",
+    lm: LMOption = "local",
     api_base: ApiBaseOption = None,
     preset: PresetOpt = "local",
-    slm: SLMDirOpt = Path("runs/slm"),
+    slm: SLMDirOption = Path("runs/slm"),
     out: ProgramDirOpt = Path("programs/default"),
     sample: SampleOpt = None,
     budget_calls: BudgetOpt = None,
     max_llm_share: ShareOpt = None,
     seed: SeedOpt = 0,
-    demo_pool: DemoPoolOpt = "dev",
-    embedder: EmbedderOpt = "e5",
+    demo_pool: DemoPoolOption = "dev",
+    embedder: EmbedderOption = "e5",
     concurrency: ConcurrencyOption = 1,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from slcolm_dspy.cli.data_cmds import report_skipped
 from slcolm_dspy.cli.errors import reports_errors, stderr
-from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption
+from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption, one_of
 from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import Schema, load_schema
@@ -135,10 +135,8 @@ def train(
     output_dir(out)
     # every option but data, out and schema is the TrainConfig field of the same name
     options = {k: v for k, v in locals().items() if k in TRAIN_FIELDS}
-    if units not in ("auto", "char", "word"):
-        raise SlcolmError(f"--units must be auto, char or word, not {units!r}")
-    if precision not in ("auto", "bf16", "fp32"):
-        raise SlcolmError(f"--precision must be auto, bf16 or fp32, not {precision!r}")
+    one_of("--units", units, ("auto", "char", "word"))
+    one_of("--precision", precision, ("auto", "bf16", "fp32"))
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     train_records, report = load_split(data_dir, "train", schema)
