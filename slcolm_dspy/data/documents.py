@@ -9,13 +9,7 @@ from pathlib import Path
 from slcolm_dspy.core.errors import DataError, SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.io import iter_jsonl
-
-
-def _utf8(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SlcolmError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+from slcolm_dspy.data.text import read_utf8
 
 
 def _files(folder: Path) -> list[Path]:
@@ -25,9 +19,15 @@ def _files(folder: Path) -> list[Path]:
     return files
 
 
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise SlcolmError(f"file not found: {path}")
+    return path
+
+
 def count_documents(path: Path) -> int:
     """How many documents `iter_documents(path)` yields (for progress), without reading them."""
-    if path.is_dir():
+    if _existing(path).is_dir():
         return len(_files(path))
     if path.suffix == ".txt":
         return 1
@@ -37,13 +37,11 @@ def count_documents(path: Path) -> int:
 
 def iter_documents(path: Path) -> Iterator[Sentence]:
     """The documents of `path`, one at a time (memory stays flat however many there are)."""
-    if not path.exists():
-        raise SlcolmError(f"file not found: {path}")
-    if path.is_dir():
+    if _existing(path).is_dir():
         for f in _files(path):
-            yield Sentence(f.relative_to(path).with_suffix("").as_posix(), _utf8(f))
+            yield Sentence(f.relative_to(path).with_suffix("").as_posix(), read_utf8(f))
     elif path.suffix == ".txt":
-        yield Sentence(path.stem, _utf8(path))
+        yield Sentence(path.stem, read_utf8(path))
     elif path.suffix == ".jsonl":
         for line, obj in iter_jsonl(path):
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "id" not in obj:

@@ -89,15 +89,19 @@ def split_sentences(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def read_text(path: Path) -> list[Sentence]:
-    """Sentences of a UTF-8 text file; ids are `<file stem>:<line>:<n>`."""
+def read_utf8(path: Path) -> str:
+    """A UTF-8 text file's content; a missing file or other bytes are a one-line error."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SlcolmError(f"file not found: {path}") from None
     except UnicodeDecodeError as exc:
         raise SlcolmError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return list(_sentences(path.stem, lines))
+
+
+def read_text(path: Path) -> list[Sentence]:
+    """Sentences of a UTF-8 text file; ids are `<file stem>:<line>:<n>`."""
+    return list(_sentences(path.stem, read_utf8(path).splitlines()))
 
 
 def _sentences(stem: str, lines: list[str]) -> Iterator[Sentence]:

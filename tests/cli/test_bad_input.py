@@ -364,6 +364,23 @@ def test_the_intact_program_directory_extracts(program_dir, tmp_path):
     assert json.loads((tmp_path / "o.jsonl").read_text("utf-8").splitlines()[0])["text"] == TEXT
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("missing.jsonl", None, ("file not found", "missing.jsonl")),
+        ("missing.txt", None, ("file not found", "missing.txt")),
+        ("latin1.txt", "caf\xe9".encode("latin-1"), ("not UTF-8 text", "latin1.txt")),
+        ("docs.csv", b"a,b\n", ("give a .txt file, a folder of them",)),
+    ],
+)
+def test_bad_documents_are_one_line(name, content, words, program_dir, tmp_path):
+    source = tmp_path / name
+    if content is not None:
+        source.write_bytes(content)
+    args = ["extract", "--program", str(program_dir), str(source), "--out", str(tmp_path / "o.jsonl")]
+    assert_one_line_error(runner.invoke(app, [*args, "--documents"]), *words)
+
+
 def test_an_slm_with_nan_weights_is_refused(tiny_slm, tmp_path):
     from safetensors.torch import load_file, save_file
 
