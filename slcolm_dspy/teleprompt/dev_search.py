@@ -220,9 +220,6 @@ class DevF1Search(Teleprompter):
         self.chosen_run: SLCoLMProgram | None = None  # the program whose guide run was chosen
 
     # ---- scoring -------------------------------------------------------------------------
-    def _score(self, evaluator: RelationEvaluator, records: Sequence[Sentence]) -> dict[str, Any]:
-        return evaluator(records)
-
     def _policies(self, gold: Sequence[Sentence], slm: Sequence[Sentence]) -> list[MergePolicy]:
         slm_dev = RelationEvaluator(gold, self.schema, "paper")(slm)
         out: list[MergePolicy] = []
@@ -261,7 +258,7 @@ class DevF1Search(Teleprompter):
             if share > space.max_llm_share:
                 self.refused.append((prompt, band, share))
                 continue
-            views.append((ranking_key(self._score(evaluator, view)), view_config, view, share))
+            views.append((ranking_key(evaluator(view)), view_config, view, share))
         views.sort(key=lambda v: v[0], reverse=True)
         rows: list[Candidate] = []
         number = len(self.candidates)
@@ -269,7 +266,7 @@ class DevF1Search(Teleprompter):
         def add(
             view_config: GuideConfig | None, policy: MergePolicy, share: float, records: Sequence[Sentence]
         ):
-            result = self._score(evaluator, records)
+            result = evaluator(records)
             rows.append(
                 Candidate(
                     number + len(rows),
