@@ -460,11 +460,10 @@ class DevF1Search(Teleprompter):
             tuned = gepa.compile(getattr(program.deepcopy(), name), trainset=examples, valset=examples)
         self.calls_used += len(lm.history) - history_before
         found = tuned.detailed_results
-        ranked = sorted(range(len(found.candidates)), key=lambda i: -found.val_aggregate_scores[i])
+        # candidate 0 is GEPA's seed, the program the search has already scored
+        proposed = sorted(range(1, len(found.candidates)), key=lambda i: -found.val_aggregate_scores[i])
         trials = []
-        for i in ranked[: self.space.gepa_candidates]:
-            if i == 0:
-                continue  # GEPA's seed is the program the search already scored
+        for i in proposed[: self.space.gepa_candidates]:
             trial = program.deepcopy()
             setattr(trial, name, found.candidates[i])
             trials.append(trial)
