@@ -204,7 +204,7 @@ def extract_document_stream(
             if on_document:
                 on_document(summary)
     usage = work_dir / "run.json"
-    if usage.is_file():  # the guided runs' own totals: tokens and cost over every invocation
+    if usage.is_file():  # the guided runs' own token totals, over every invocation on this output
         total = json.loads(usage.read_text(encoding="utf-8")).get("total", {})
         summary.prompt_tokens = int(total.get("prompt_tokens", 0))
         summary.completion_tokens = int(total.get("completion_tokens", 0))
