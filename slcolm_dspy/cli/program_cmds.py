@@ -27,6 +27,7 @@ from slcolm_dspy.cli.options import (
     MaxTokensOption,
     SchemaOption,
     SLMDirOption,
+    one_of,
 )
 from slcolm_dspy.cli.render import group_macro, make_console, pct, progress_bar
 from slcolm_dspy.core.errors import SlcolmError
@@ -196,11 +197,24 @@ DocumentsOpt = Annotated[
 ]
 
 
-def _extract_documents(compiled: Any, input_path: Path, out: Path, run: RunOptions) -> None:
-    """--documents: stream the documents through the program, one record each appended to OUT."""
+ExtractOutOpt = Annotated[
+    Path,
+    typer.Option(
+        help="Records with grounded triples (JSONL). With --documents, a name without .jsonl is a"
+        " folder of 16 shards keyed by document id."
+    ),
+]
+
+
+def _extract_documents(
+    compiled: Any, program: Path, input_path: Path, out: Path, run: RunOptions, ray: Any
+) -> None:
+    """--documents: stream the documents through the program (here, or on Ray when `ray` is
+    given), one record each appended to OUT."""
     from slcolm_dspy.data.documents import count_documents, iter_documents
     from slcolm_dspy.program.apply import extract_document_stream, lm_for
 
+    (output_file if out.suffix == ".jsonl" else output_dir)(out)
     total = count_documents(input_path)
     model_name, _ = lm_for(compiled, run.lm, run.api_base)
     columns = (TextColumn(f"documents via {model_name}"), BarColumn(), MofNCompleteColumn())
@@ -213,7 +227,13 @@ def _extract_documents(compiled: Any, input_path: Path, out: Path, run: RunOptio
             speed = f"{summary.characters / seconds:,.0f} chars/s"
             bar.update(task, completed=summary.documents + summary.resumed, rate=speed)
 
-        done = extract_document_stream(compiled, iter_documents(input_path), out, run, on_document=moved)
+        if ray is None:
+            done = extract_document_stream(compiled, iter_documents(input_path), out, run, on_document=moved)
+        else:
+            from slcolm_dspy.program.ray_engine import extract_document_stream_ray
+
+            stream = iter_documents(input_path)
+            done = extract_document_stream_ray(program, stream, out, run, ray, on_document=moved)
     console.print(
         f"{done.documents} documents ({done.resumed} already in {out}), {done.characters} characters in"
         f" {done.units} units ({done.windows} cut by length: no sentence punctuation there);"
@@ -223,13 +243,24 @@ def _extract_documents(compiled: Any, input_path: Path, out: Path, run: RunOptio
     )
 
 
+EngineOpt = Annotated[
+    str, typer.Option(help="With --documents: local (this process) or ray (a Ray Data actor pool).")
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="A running Ray cluster (auto, ray://host:10001); default: start one here.")
+]
+ActorsOpt = Annotated[int, typer.Option(min=1, help="--engine ray: actors, each with the whole program.")]
+ActorCpusOpt = Annotated[float, typer.Option(min=0.0, help="--engine ray: CPUs per actor.")]
+ActorGpusOpt = Annotated[float, typer.Option(min=0.0, help="--engine ray: GPUs per actor.")]
+
+
 @reports_errors
 def extract(
     program: Annotated[Path, typer.Option(help="A compiled program directory.")],
     input_path: Annotated[
         Path, typer.Argument(metavar="INPUT", help="A .txt (running text) or .jsonl file.")
     ],
-    out: Annotated[Path, typer.Option(help="Records with grounded triples (JSONL).")],
+    out: ExtractOutOpt,
     lm: Annotated[str | None, typer.Option(help="Another LLM than the one compiled with.")] = None,
     api_base: ApiBaseOption = None,
     slm: Annotated[Path | None, typer.Option(help="The program's SLM, if it moved.")] = None,
@@ -237,25 +268,40 @@ def extract(
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     data: DataOption = None,
     documents: DocumentsOpt = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = 1,
+    actor_cpus: ActorCpusOpt = 1.0,
+    actor_gpus: ActorGpusOpt = 0.0,
 ) -> None:
     """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""
-    output_file(out)
-    from slcolm_dspy.data.writers import write_jsonl
     from slcolm_dspy.program import load_program
-    from slcolm_dspy.program.apply import RunOptions, extract_records, lm_for
+    from slcolm_dspy.program.apply import RunOptions
+    from slcolm_dspy.program.ray_engine import RayOptions
 
+    one_of("--engine", engine, ("local", "ray"))
+    if engine == "ray" and not documents:
+        raise SlcolmError("--engine ray runs document streams: add --documents")
     compiled = load_program(program)
     run = RunOptions(lm, api_base, slm, data, concurrency, max_tokens)
-    if documents:
-        return _extract_documents(compiled, input_path, out, run)
+    if not documents:
+        return _extract_sentences(compiled, input_path, out, run)
+    ray = RayOptions(ray_address, actors, actor_cpus, actor_gpus) if engine == "ray" else None
+    _extract_documents(compiled, program, input_path, out, run, ray)
+
+
+def _extract_sentences(compiled: Any, input_path: Path, out: Path, run: RunOptions) -> None:
+    """Sentences (running text or records) through the program, all written at the end."""
+    from slcolm_dspy.data.writers import write_jsonl
+    from slcolm_dspy.program.apply import extract_records, lm_for
+
+    output_file(out)
     records = _read_inputs(input_path, compiled.schema)
     if not records:
         raise SlcolmError(f"{input_path}: no sentences")
-    model_name, _ = lm_for(compiled, lm, api_base)
-    with progress_bar(console, f"extract via {model_name}") as (_, on_done):
-        merged, calls = extract_records(
-            compiled, records, out.parent / f"{out.name}.run", run, on_done=on_done
-        )
+    with progress_bar(console, f"extract via {lm_for(compiled, run.lm, run.api_base)[0]}") as (_, on_done):
+        work_dir = out.parent / f"{out.name}.run"
+        merged, calls = extract_records(compiled, records, work_dir, run, on_done=on_done)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(merged, out)
     triples = sum(len(r.relations) for r in merged)

@@ -134,15 +134,29 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def drop_torn_tail(path: Path) -> bool:
     """Cut a last line that a crash left half-written (no newline, not JSON, maybe half a UTF-8
     character), so a resumed run appends after the last whole record and redoes the torn one.
-    True when something was cut."""
+    True when something was cut. Only the last line is read: outputs grow large."""
     if not path.is_file():
         return False
-    blob = path.read_bytes()
-    if not blob or blob.endswith(b"\n"):
-        return False
-    cut = blob.rfind(b"\n") + 1
+    with path.open("rb") as handle:
+        end = handle.seek(0, 2)
+        if end == 0:
+            return False
+        handle.seek(end - 1)
+        if handle.read(1) == b"\n":
+            return False
+        cut, block = end, 1 << 16
+        while cut > 0:  # back to the newline before the last line
+            start = max(0, cut - block)
+            handle.seek(start)
+            newline = handle.read(cut - start).rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            cut = start
+        handle.seek(cut)
+        tail = handle.read()
     try:
-        json.loads(blob[cut:])
+        json.loads(tail)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         with path.open("r+b") as handle:
             handle.truncate(cut)

@@ -36,7 +36,11 @@ class JsonlAppender:
         self._handle: IO[str] = path.open("a", encoding="utf-8")
 
     def append(self, sentence: Sentence) -> None:
-        self._handle.write(dumps(sentence) + "\n")
+        self.append_line(dumps(sentence))
+
+    def append_line(self, line: str) -> None:
+        """A record already serialised by `dumps` (one line, no newline)."""
+        self._handle.write(line + "\n")
         self._handle.flush()
 
     def close(self) -> None:

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,10 +19,10 @@ from typing import Any
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
-from slcolm_dspy.data.io import drop_torn_tail, sha256_of, written_ids
+from slcolm_dspy.data.io import sha256_of
 from slcolm_dspy.data.segment import segment, stitch
+from slcolm_dspy.data.shards import DEFAULT_SHARDS, RecordOutput
 from slcolm_dspy.data.text import split_sentences
-from slcolm_dspy.data.writers import JsonlAppender
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS, LMSpec, open_lm
 from slcolm_dspy.guide.pipeline import Guide
 from slcolm_dspy.program.artifact import CompiledProgram, load_program
@@ -86,18 +88,18 @@ def run_guided(
     *,
     settings: dict[str, Any] | None = None,
     on_done: Callable[[int, int], None] | None = None,
+    client: Any = None,
 ) -> tuple[GuideOutcome, int]:
     """The program's guide run over `inputs` in `run_dir` and its new LLM calls. A finished run is
-    only read back: no SLM, embedder or LLM server is started for it."""
-    from slcolm_dspy.slm.encoders import cache_dir
-
+    only read back: no SLM, embedder or LLM server is started for it. `client`: an LLM already
+    open (a stream keeps one for all its batches); else one is opened for this run."""
     if is_complete(run_dir, inputs):
         return GuideOutcome.read(run_dir, inputs, compiled.schema), 0
     guide = guide_for(compiled, options.slm, options.data)
-    model, base = lm_for(compiled, options.lm, options.api_base)
     run_dir.mkdir(parents=True, exist_ok=True)
-    spec = LMSpec(model, api_base=base, max_tokens=options.max_tokens)
-    with open_lm(spec, cache_dir(), parallel=options.concurrency, log=run_dir / "server.log") as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(open_program_lm(compiled, options, run_dir / "server.log"))
         return run_program(
             compiled.program,
             guide,
@@ -110,6 +112,18 @@ def run_guided(
         )
 
 
+def open_program_lm(
+    compiled: CompiledProgram, options: RunOptions, log: Path
+) -> contextlib.AbstractContextManager[Any]:
+    """The LLM a run of the program talks to, open (a local server running) until the block ends."""
+    from slcolm_dspy.slm.encoders import cache_dir
+
+    model, base = lm_for(compiled, options.lm, options.api_base)
+    spec = LMSpec(model, api_base=base, max_tokens=options.max_tokens)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return open_lm(spec, cache_dir(), parallel=options.concurrency, log=log)
+
+
 def extract_records(
     compiled: CompiledProgram,
     records: Sequence[Sentence],
@@ -117,6 +131,7 @@ def extract_records(
     options: RunOptions = DEFAULT_OPTIONS,
     *,
     on_done: Callable[[int, int], None] | None = None,
+    client: Any = None,
 ) -> tuple[list[Sentence], int]:
     """The program's merged records for `records` (text only is used) and the new LLM calls.
 
@@ -126,7 +141,7 @@ def extract_records(
     inputs = [r.with_predictions((), ()) for r in records]
     if compiled.policy.kind == "slm":
         return guide_for(compiled, options.slm, options.data).slm.predict(inputs), 0
-    outcome, calls = run_guided(compiled, inputs, work_dir, options, on_done=on_done)
+    outcome, calls = run_guided(compiled, inputs, work_dir, options, on_done=on_done, client=client)
     return compiled.policy.apply_all(outcome.llm, outcome.slm), calls
 
 
@@ -149,13 +164,18 @@ def extract_documents(
     max_chars: int = 400,
     overlap: int = 100,
     on_done: Callable[[int, int], None] | None = None,
+    client: Any = None,
 ) -> DocumentRun:
     """The program over documents of any length: each is cut into units (`data.segment`), the
     units run as sentences (resumable in `work_dir`, keyed by unit id), and their records are
     stitched back into one record per document with offsets into the document."""
     segmentations = [segment(d, max_chars=max_chars, overlap=overlap) for d in documents]
     units = [u.record() for s in segmentations for u in s.units]
-    merged, calls = extract_records(compiled, units, work_dir, options, on_done=on_done) if units else ([], 0)
+    merged, calls = (
+        extract_records(compiled, units, work_dir, options, on_done=on_done, client=client)
+        if units
+        else ([], 0)
+    )
     by_id = {r.id: r for r in merged}
     records = [stitch(s, [by_id[u.id] for u in s.units]) for s in segmentations]
     return DocumentRun(records, len(units), sum(s.windows for s in segmentations), calls)
@@ -168,9 +188,18 @@ class StreamSummary:
     characters: int = 0
     units: int = 0
     windows: int = 0
-    llm_calls: int = 0
-    prompt_tokens: int = 0
+    llm_calls: int = 0  # new (uncached) calls of this run
+    prompt_tokens: int = 0  # of the batches this run finished (a resumed batch's earlier part too)
     completion_tokens: int = 0
+
+    def add(self, documents: Sequence[Sentence], run: DocumentRun, usage: dict[str, Any]) -> None:
+        self.documents += len(documents)
+        self.characters += sum(len(d.text) for d in documents)
+        self.units += run.units
+        self.windows += run.windows
+        self.llm_calls += run.llm_calls
+        self.prompt_tokens += int(usage.get("prompt_tokens", 0))
+        self.completion_tokens += int(usage.get("completion_tokens", 0))
 
 
 def extract_document_stream(
@@ -180,35 +209,46 @@ def extract_document_stream(
     options: RunOptions = DEFAULT_OPTIONS,
     *,
     batch: int = 64,
+    shards: int = DEFAULT_SHARDS,
     on_document: Callable[[StreamSummary], None] | None = None,
 ) -> StreamSummary:
-    """Documents read one batch at a time, each document's record appended to `out` (JSONL) as
-    its batch finishes: memory holds one batch, and a rerun skips the documents already written
-    (a torn last line is redone), so none is lost or written twice. The guide's work for the
-    batch in progress is kept in `OUT.run/` and resumed too. (Each batch opens the LLM afresh:
-    a local server starts per batch, so batches are large.)"""
-    drop_torn_tail(out)
-    done = written_ids(out)
-    work_dir = out.parent / f"{out.name}.run"
+    """Documents read one batch at a time, each document's record appended to `out` (a `.jsonl`
+    file, else a folder of `shards` files keyed by document id) as its batch finishes: memory
+    holds one batch, and a rerun skips the documents already written (a torn last line is redone),
+    so none is lost or written twice.
+
+    Each batch's guide work lives in its own folder under `OUT.run/` (named by its documents, so
+    an interrupted batch resumes there) and is removed once its records are written: the work
+    stays the size of one batch. The LLM is opened once, at the first batch that needs it."""
+    work_root = out.parent / f"{out.name}.run"
     summary = StreamSummary()
-    with JsonlAppender(out) as sink:
-        for chunk in _batches(documents, batch, done, summary):
-            run = extract_documents(compiled, chunk, work_dir, options)
+    with RecordOutput(out, shards) as sink, contextlib.ExitStack() as stack:
+        client = None
+        for chunk in _batches(documents, batch, sink.done, summary):
+            if client is None and compiled.policy.kind != "slm":
+                client = stack.enter_context(open_program_lm(compiled, options, work_root / "server.log"))
+            batch_dir = work_root / f"batch-{_digest(d.id for d in chunk)}"
+            run = extract_documents(compiled, chunk, batch_dir, options, client=client)
             for record in run.records:
                 sink.append(record)
-            summary.documents += len(chunk)
-            summary.characters += sum(len(d.text) for d in chunk)
-            summary.units += run.units
-            summary.windows += run.windows
-            summary.llm_calls += run.llm_calls
+            summary.add(chunk, run, _usage(batch_dir))
+            shutil.rmtree(batch_dir, ignore_errors=True)
             if on_document:
                 on_document(summary)
-    usage = work_dir / "run.json"
-    if usage.is_file():  # the guided runs' own token totals, over every invocation on this output
-        total = json.loads(usage.read_text(encoding="utf-8")).get("total", {})
-        summary.prompt_tokens = int(total.get("prompt_tokens", 0))
-        summary.completion_tokens = int(total.get("completion_tokens", 0))
+    shutil.rmtree(work_root, ignore_errors=True)  # every batch is written: nothing to resume
     return summary
+
+
+def _digest(ids: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:16]
+
+
+def _usage(run_dir: Path) -> dict[str, Any]:
+    """A guide run's token totals over every invocation on its directory (none for the SLM)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8")).get("total", {})
 
 
 def _batches(

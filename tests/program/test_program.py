@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from slcolm_dspy.cli.app import app
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.data.corpus import load_split
+from slcolm_dspy.data.shards import DEFAULT_SHARDS, shard_of
 from slcolm_dspy.data.text import read_text, split_sentences
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
@@ -368,6 +369,21 @@ def test_extract_documents_gives_one_record_per_document_with_document_offsets(
         "long",
         "short",
     ]
+    assert not (tmp_path / "out.jsonl.run").exists()  # each batch's work is removed once written
+    # --out a folder: the same records as an uninterrupted run into one file, in shards chosen by
+    # document id (the redone document above was read alone: the SLM's bf16 batches can move its
+    # probabilities in the last digits)
+    whole = tmp_path / "whole.jsonl"
+    assert runner.invoke(app, [*args[:4], "--out", str(whole), "--documents"]).exit_code == 0
+    shard_dir = tmp_path / "shards"
+    sharded = runner.invoke(app, [*args[:4], "--out", str(shard_dir), "--documents"])
+    assert sharded.exit_code == 0, sharded.output
+    by_shard = {}
+    for path in shard_dir.glob("shard-*.jsonl"):
+        for row in map(json.loads, path.read_text(encoding="utf-8").splitlines()):
+            assert shard_of(row["id"], DEFAULT_SHARDS) == int(path.stem.removeprefix("shard-"))
+            by_shard[row["id"]] = row
+    assert by_shard == {r["id"]: r for r in map(json.loads, whole.read_text(encoding="utf-8").splitlines())}
     # JSON Lines documents (id, text), and a line that is not one: one line naming file and line
     docs = tmp_path / "docs.jsonl"
     docs.write_text(json.dumps({"id": "b1", "text": long_text}) + "\n", encoding="utf-8")

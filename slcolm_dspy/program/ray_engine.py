@@ -1,0 +1,162 @@
+"""The Ray Data engine for document streams: the same compiled program, run by a pool of actors.
+
+The driver reads documents lazily and sends them in waves (a few batches per actor); each wave is
+a Ray Dataset whose `map_batches` runs in an actor pool. An actor loads the program once (SLM,
+embedder, demonstration pool) and runs each batch through `extract_documents`: segment, SLM,
+the LLM for the units the program routes (our retry layer, `concurrency` requests in flight),
+merge, stitch. Records come back to the driver in input order and are written by the same
+`RecordOutput` as the local engine's, so the output, its resume and its summary are the same.
+
+Ray is an optional extra: `pip install 'slcolm-dspy[ray]'`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.data.shards import DEFAULT_SHARDS, RecordOutput
+from slcolm_dspy.data.writers import dumps
+from slcolm_dspy.program.apply import (
+    DocumentRun,
+    RunOptions,
+    StreamSummary,
+    _batches,
+    _digest,
+    _usage,
+    extract_documents,
+)
+from slcolm_dspy.program.artifact import load_program
+
+WAVE_BATCHES = 4  # batches per actor sent at once: enough to keep the pool busy, memory bounded
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide the Ray pipeline runs."""
+
+    address: str | None = None  # a running cluster (`ray://host:10001` or `auto`); None: start one here
+    actors: int = 1
+    num_cpus: float = 1.0  # per actor
+    num_gpus: float = 0.0  # per actor
+    batch: int = 64  # documents per actor call
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError as err:
+        raise SlcolmError("--engine ray needs Ray: pip install 'slcolm-dspy[ray]'") from err
+    return ray
+
+
+class ProgramActor:
+    """One Ray actor: the compiled program, loaded once, applied to one batch of documents per
+    row (the local engine's batches exactly, so both engines read the same units together)."""
+
+    def __init__(self, program: str, options: dict[str, Any], work_root: str) -> None:
+        self.compiled = load_program(Path(program))
+        self.options = RunOptions(**options)
+        self.work_root = Path(work_root)
+
+    def __call__(self, rows: dict[str, Any]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"documents": [], "run": [], "batch_dir": []}
+        for blob in rows["documents"]:
+            documents = [Sentence(i, t) for i, t in json.loads(str(blob))]
+            batch_dir = self.work_root / f"batch-{_digest(d.id for d in documents)}"
+            run = extract_documents(self.compiled, documents, batch_dir, self.options)
+            usage = _usage(batch_dir)
+            out["documents"].append(json.dumps([[r.id, dumps(r)] for r in run.records], ensure_ascii=False))
+            counts = [run.units, run.windows, run.llm_calls]
+            counts += [int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))]
+            out["run"].append(json.dumps(counts))
+            out["batch_dir"].append(str(batch_dir))
+        return out
+
+
+def extract_document_stream_ray(
+    program_dir: Path,
+    documents: Iterable[Sentence],
+    out: Path,
+    options: RunOptions,
+    ray_options: RayOptions = RayOptions(),
+    *,
+    shards: int = DEFAULT_SHARDS,
+    on_document: Callable[[StreamSummary], None] | None = None,
+) -> StreamSummary:
+    """`extract_document_stream` on Ray: the same records in the same order, the same resume."""
+    ray = _require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        _start(ray, ray_options)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # records in input order, as the local engine
+    context.enable_progress_bars = False
+    work_root = out.parent / f"{out.name}.run"
+    summary = StreamSummary()
+    actor_args = (str(program_dir.resolve()), dataclasses.asdict(options), str(work_root.resolve()))
+    try:
+        with RecordOutput(out, shards) as sink:
+            batches = _batches(documents, ray_options.batch, sink.done, summary)
+            for wave in _waves(batches, ray_options.actors * WAVE_BATCHES):
+                _run_wave(ray, wave, actor_args, ray_options, sink, summary, on_document)
+    finally:
+        if started_here:
+            ray.shutdown()
+    shutil.rmtree(work_root, ignore_errors=True)
+    return summary
+
+
+def _start(ray: Any, ray_options: RayOptions) -> None:
+    if ray_options.address:
+        ray.init(address=ray_options.address, log_to_driver=False)
+        return
+    # a local Ray on this machine only: loopback, no dashboard
+    ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+
+
+def _waves(batches: Iterator[list[Sentence]], size: int) -> Iterator[list[list[Sentence]]]:
+    while wave := list(itertools.islice(batches, size)):
+        yield wave
+
+
+def _run_wave(
+    ray: Any,
+    wave: list[list[Sentence]],
+    actor_args: tuple[str, dict[str, Any], str],
+    ray_options: RayOptions,
+    sink: RecordOutput,
+    summary: StreamSummary,
+    on_document: Callable[[StreamSummary], None] | None,
+) -> None:
+    items = [{"documents": json.dumps([[d.id, d.text] for d in batch], ensure_ascii=False)} for batch in wave]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        ProgramActor,
+        fn_constructor_args=actor_args,
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=min(ray_options.actors, len(items))),
+        num_cpus=ray_options.num_cpus,
+        num_gpus=ray_options.num_gpus,
+    )
+    for batch, row in zip(wave, dataset.iter_rows(), strict=True):
+        written = json.loads(row["documents"])
+        if [i for i, _ in written] != [d.id for d in batch]:  # order is what resume relies on
+            raise SlcolmError("Ray returned batches out of order; nothing of this batch was written")
+        for document_id, line in written:
+            sink.append_line(document_id, line)
+        units, windows, calls, prompt, completion = json.loads(row["run"])
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        summary.add(batch, DocumentRun([], units, windows, calls), usage)
+        shutil.rmtree(row["batch_dir"], ignore_errors=True)  # written: nothing left to resume
+        if on_document:
+            on_document(summary)

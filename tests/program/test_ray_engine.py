@@ -1,0 +1,92 @@
+"""`slcolm extract --documents --engine ray`: the same records as the local engine, on a local Ray
+started by the test (2 CPUs, loopback only)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from slcolm_dspy.cli.app import app
+from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.guide.pipeline import GuideConfig
+from slcolm_dspy.merge.policy import MergePolicy
+from slcolm_dspy.program import SLCoLMProgram, load_program, save_program
+from slcolm_dspy.program.apply import RunOptions, extract_document_stream
+
+ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'slcolm-dspy[ray]')")
+from slcolm_dspy.program.ray_engine import RayOptions, extract_document_stream_ray  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def slm_program(schema, tiny_slm, tmp_path):
+    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
+    where = tmp_path / "prog"
+    save_program(
+        where, program, schema, lm={"model": "local"}, slm_dir=tiny_slm[0], retrieval={}, dev_metrics={}
+    )
+    return where
+
+
+def _documents(handful) -> list[Sentence]:
+    """Seven documents: punctuated ones, and unpunctuated ones long enough to be read in windows."""
+    bare = "".join(c for h in handful for c in h.text if c not in "，。！？、；：「」")
+    docs = [Sentence(f"p{i}", "".join(h.text for h in handful[i : i + 3])) for i in range(4)]
+    docs += [Sentence(f"w{i}", (bare * 10)[i * 300 : i * 300 + 1500]) for i in range(3)]
+    return docs
+
+
+def test_ray_writes_the_same_records_as_the_local_engine_and_resumes(
+    local_ray, slm_program, handful, tmp_path
+):
+    compiled = load_program(slm_program)
+    docs = _documents(handful)
+    local = extract_document_stream(compiled, iter(docs), tmp_path / "local.jsonl", batch=2)
+    ray_out = tmp_path / "ray.jsonl"
+    options = RayOptions(actors=2, num_cpus=1, batch=2)
+    summary = extract_document_stream_ray(slm_program, iter(docs), ray_out, RunOptions(), options)
+    # byte for byte: the same records, in input order, one line per document
+    assert ray_out.read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    rows = [json.loads(line) for line in ray_out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == [d.id for d in docs] and any(r["entities"] for r in rows)
+    assert (summary.documents, summary.units, summary.windows) == (7, local.units, local.windows)
+    assert summary.windows > 0 and summary.llm_calls == 0
+    assert not (tmp_path / "ray.jsonl.run").exists()
+    # a rerun writes nothing; a crash that tore the last line redoes that document only
+    again = extract_document_stream_ray(slm_program, iter(docs), ray_out, RunOptions(), options)
+    assert (again.documents, again.resumed) == (0, 7)
+    lines = ray_out.read_text(encoding="utf-8").splitlines()
+    ray_out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20], encoding="utf-8")
+    redone = extract_document_stream_ray(slm_program, iter(docs), ray_out, RunOptions(), options)
+    assert (redone.documents, redone.resumed) == (1, 6)
+    assert ray_out.read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+def test_the_cli_runs_ray_into_shards_and_refuses_it_for_sentences(local_ray, slm_program, handful, tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in _documents(handful)))
+    base = ["extract", "--program", str(slm_program), str(docs)]
+    local = runner.invoke(app, [*base, "--out", str(tmp_path / "local"), "--documents"])
+    assert local.exit_code == 0, local.output
+    on_ray = runner.invoke(app, [*base, "--out", str(tmp_path / "ray"), "--documents", "--engine", "ray"])
+    assert on_ray.exit_code == 0, on_ray.output
+    shards = sorted(p.name for p in (tmp_path / "local").glob("shard-*.jsonl"))
+    assert shards and shards == sorted(p.name for p in (tmp_path / "ray").glob("shard-*.jsonl"))
+    for name in shards:
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    refused = runner.invoke(app, [*base, "--out", str(tmp_path / "s.jsonl"), "--engine", "ray"])
+    assert refused.exit_code == 2 and "add --documents" in refused.stderr
+    wrong = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "s.jsonl"), "--documents", "--engine", "spark"]
+    )
+    assert wrong.exit_code == 2 and "--engine must be local or ray" in wrong.stderr
