@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from slcolm_dspy.cli.app import app
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.data.shards import DEFAULT_SHARDS, shard_of
 from slcolm_dspy.data.text import read_text, split_sentences
@@ -399,3 +400,42 @@ def test_extract_documents_gives_one_record_per_document_with_document_offsets(
     assert [(e.start, e.end, e.type) for e in record.entities] == [
         (e["start"], e["end"], e["type"]) for e in found
     ]
+
+
+def test_a_guided_document_stream_opens_the_llm_once_and_not_at_all_when_all_is_written(
+    schema, tiny_slm, handful, tmp_path, monkeypatch
+):
+    """A stream of batches talks to one LLM (a local server would start once, not per batch),
+    and a rerun over a finished output starts none."""
+    import contextlib
+
+    from slcolm_dspy.program import apply
+
+    lm = _dummy(schema, handful)
+    opened = []
+
+    @contextlib.contextmanager
+    def counting_open_lm(spec, cache, *, parallel=1, log=None):
+        opened.append(spec.model)
+        yield lm
+
+    monkeypatch.setattr(apply, "open_lm", counting_open_lm)
+    program = SLCoLMProgram(schema, GuideConfig(module="extract", demos=0), MergePolicy("llm"))
+    save_program(
+        tmp_path / "prog",
+        program,
+        schema,
+        lm={"model": "local"},
+        slm_dir=tiny_slm[0],
+        retrieval={},
+        dev_metrics={},
+    )
+    compiled = load_program(tmp_path / "prog")
+    docs = [Sentence(f"d{i}", h.text) for i, h in enumerate(handful[:5])]
+    out = tmp_path / "out.jsonl"
+    summary = apply.extract_document_stream(compiled, iter(docs), out, batch=2)
+    assert opened == ["local"] and summary.documents == 5 and summary.llm_calls == len(lm.history) > 0
+    assert [json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()] == [d.id for d in docs]
+    assert not (tmp_path / "out.jsonl.run").exists()
+    again = apply.extract_document_stream(compiled, iter(docs), out, batch=2)
+    assert opened == ["local"] and (again.documents, again.resumed, again.llm_calls) == (0, 5, 0)
