@@ -238,8 +238,8 @@ def _extract_documents(
         f"{done.documents} documents ({done.resumed} already in {out}), {done.characters} characters in"
         f" {done.units} units ({done.windows} cut by length: no sentence punctuation there);"
         f" {done.llm_calls} LLM calls, {done.prompt_tokens} prompt /"
-        f" {done.completion_tokens} completion tokens"
-        f" ({compiled.policy.label}); written to {out}"
+        f" {done.completion_tokens} completion tokens, cost ${done.cost:.4f} (LiteLLM's prices; 0 for a"
+        f" local server) ({compiled.policy.label}); written to {out}"
     )
 
 

@@ -400,6 +400,7 @@ def run_guide(
             "cached_calls",
             "prompt_tokens",
             "completion_tokens",
+            "cost",
             "seconds",
             "prompt_chars_sum",
             "prompt_chars_n",

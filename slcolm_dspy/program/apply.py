@@ -191,6 +191,7 @@ class StreamSummary:
     llm_calls: int = 0  # new (uncached) calls of this run
     prompt_tokens: int = 0  # of the batches this run finished (a resumed batch's earlier part too)
     completion_tokens: int = 0
+    cost: float = 0.0  # USD as LiteLLM prices the model; 0 for a local server or an unpriced model
 
     def add(self, documents: Sequence[Sentence], run: DocumentRun, usage: dict[str, Any]) -> None:
         self.documents += len(documents)
@@ -200,6 +201,7 @@ class StreamSummary:
         self.llm_calls += run.llm_calls
         self.prompt_tokens += int(usage.get("prompt_tokens", 0))
         self.completion_tokens += int(usage.get("completion_tokens", 0))
+        self.cost += float(usage.get("cost", 0.0))
 
 
 def extract_document_stream(
@@ -224,14 +226,14 @@ def extract_document_stream(
     summary = StreamSummary()
     with RecordOutput(out, shards) as sink, contextlib.ExitStack() as stack:
         client = None
-        for chunk in _batches(documents, batch, sink.done, summary):
+        for chunk in document_batches(documents, batch, sink.done, summary):
             if client is None and compiled.policy.kind != "slm":
                 client = stack.enter_context(open_program_lm(compiled, options, work_root / "server.log"))
-            batch_dir = work_root / f"batch-{_digest(d.id for d in chunk)}"
+            batch_dir = work_root / batch_dir_name(chunk)
             run = extract_documents(compiled, chunk, batch_dir, options, client=client)
             for record in run.records:
                 sink.append(record)
-            summary.add(chunk, run, _usage(batch_dir))
+            summary.add(chunk, run, run_usage(batch_dir))
             shutil.rmtree(batch_dir, ignore_errors=True)
             if on_document:
                 on_document(summary)
@@ -239,21 +241,27 @@ def extract_document_stream(
     return summary
 
 
-def _digest(ids: Iterable[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:16]
+def batch_dir_name(documents: Sequence[Sentence]) -> str:
+    """A batch's work folder, named by its documents' ids: the same batch, after an interruption,
+    finds its journal again (both engines cut the same batches)."""
+    digest = hashlib.sha256("\n".join(d.id for d in documents).encode("utf-8")).hexdigest()[:16]
+    return f"batch-{digest}"
 
 
-def _usage(run_dir: Path) -> dict[str, Any]:
-    """A guide run's token totals over every invocation on its directory (none for the SLM)."""
+def run_usage(run_dir: Path) -> dict[str, Any]:
+    """A guide run's token and cost totals over every invocation on its directory (none for the
+    SLM)."""
     path = run_dir / "run.json"
     if not path.is_file():
         return {}
     return json.loads(path.read_text(encoding="utf-8")).get("total", {})
 
 
-def _batches(
+def document_batches(
     documents: Iterable[Sentence], size: int, done: set[str], summary: StreamSummary
 ) -> Iterator[list[Sentence]]:
+    """The documents not yet `done`, `size` at a time (skipped ones counted as resumed); an id
+    seen twice is an error, since resume and shards key on ids."""
     chunk: list[Sentence] = []
     seen: set[str] = set()
     for document in documents:

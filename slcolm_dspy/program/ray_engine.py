@@ -1,11 +1,13 @@
 """The Ray Data engine for document streams: the same compiled program, run by a pool of actors.
 
-The driver reads documents lazily and sends them in waves (a few batches per actor); each wave is
-a Ray Dataset whose `map_batches` runs in an actor pool. An actor loads the program once (SLM,
-embedder, demonstration pool) and runs each batch through `extract_documents`: segment, SLM,
-the LLM for the units the program routes (our retry layer, `concurrency` requests in flight),
-merge, stitch. Records come back to the driver in input order and are written by the same
-`RecordOutput` as the local engine's, so the output, its resume and its summary are the same.
+The driver reads documents lazily and sends them in waves; each wave is a Ray Dataset whose
+`map_batches` runs in an actor pool. Waves are large (`WAVE_BATCHES` batches or `WAVE_CHARS`
+characters per actor, whichever comes first) because each starts its actors afresh: an actor
+loads the program (SLM, embedder, demonstration pool) once per wave and runs each of its batches
+through `extract_documents`: segment, SLM, the LLM for the units the program routes (our retry
+layer, `concurrency` requests in flight), merge, stitch. Records come back to the driver in input
+order and are written by the same `RecordOutput` as the local engine's, so the output, its resume
+and its summary are the same.
 
 Ray is an optional extra: `pip install 'slcolm-dspy[ray]'`.
 """
@@ -13,7 +15,6 @@ Ray is an optional extra: `pip install 'slcolm-dspy[ray]'`.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -29,14 +30,19 @@ from slcolm_dspy.program.apply import (
     DocumentRun,
     RunOptions,
     StreamSummary,
-    _batches,
-    _digest,
-    _usage,
+    batch_dir_name,
+    document_batches,
     extract_documents,
+    run_usage,
 )
 from slcolm_dspy.program.artifact import load_program
 
-WAVE_BATCHES = 4  # batches per actor sent at once: enough to keep the pool busy, memory bounded
+# Per actor and wave. A wave's text sits in the driver and Ray's object store until it is done,
+# and a new wave reloads the program in every actor (seconds): 64 batches of 64 documents is
+# minutes to hours of SLM work per actor, so the reload is noise, and 8M characters bounds the
+# memory a wave of long documents holds.
+WAVE_BATCHES = 64
+WAVE_CHARS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -69,16 +75,14 @@ class ProgramActor:
         self.work_root = Path(work_root)
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {"documents": [], "run": [], "batch_dir": []}
+        out: dict[str, list[Any]] = {"documents": [], "run": [], "usage": [], "batch_dir": []}
         for blob in rows["documents"]:
             documents = [Sentence(i, t) for i, t in json.loads(str(blob))]
-            batch_dir = self.work_root / f"batch-{_digest(d.id for d in documents)}"
+            batch_dir = self.work_root / batch_dir_name(documents)
             run = extract_documents(self.compiled, documents, batch_dir, self.options)
-            usage = _usage(batch_dir)
             out["documents"].append(json.dumps([[r.id, dumps(r)] for r in run.records], ensure_ascii=False))
-            counts = [run.units, run.windows, run.llm_calls]
-            counts += [int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))]
-            out["run"].append(json.dumps(counts))
+            out["run"].append(json.dumps([run.units, run.windows, run.llm_calls]))
+            out["usage"].append(json.dumps(run_usage(batch_dir)))
             out["batch_dir"].append(str(batch_dir))
         return out
 
@@ -106,8 +110,8 @@ def extract_document_stream_ray(
     actor_args = (str(program_dir.resolve()), dataclasses.asdict(options), str(work_root.resolve()))
     try:
         with RecordOutput(out, shards) as sink:
-            batches = _batches(documents, ray_options.batch, sink.done, summary)
-            for wave in _waves(batches, ray_options.actors * WAVE_BATCHES):
+            batches = document_batches(documents, ray_options.batch, sink.done, summary)
+            for wave in _waves(batches, ray_options.actors * WAVE_BATCHES, ray_options.actors * WAVE_CHARS):
                 _run_wave(ray, wave, actor_args, ray_options, sink, summary, on_document)
     finally:
         if started_here:
@@ -124,8 +128,20 @@ def _start(ray: Any, ray_options: RayOptions) -> None:
     ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
 
 
-def _waves(batches: Iterator[list[Sentence]], size: int) -> Iterator[list[list[Sentence]]]:
-    while wave := list(itertools.islice(batches, size)):
+def _waves(
+    batches: Iterator[list[Sentence]], max_batches: int, max_chars: int
+) -> Iterator[list[list[Sentence]]]:
+    """Consecutive batches, at most `max_batches` and (past the first) `max_chars` characters."""
+    wave: list[list[Sentence]] = []
+    chars = 0
+    for batch in batches:
+        size = sum(len(d.text) for d in batch)
+        if wave and (len(wave) == max_batches or chars + size > max_chars):
+            yield wave
+            wave, chars = [], 0
+        wave.append(batch)
+        chars += size
+    if wave:
         yield wave
 
 
@@ -154,9 +170,8 @@ def _run_wave(
             raise SlcolmError("Ray returned batches out of order; nothing of this batch was written")
         for document_id, line in written:
             sink.append_line(document_id, line)
-        units, windows, calls, prompt, completion = json.loads(row["run"])
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
-        summary.add(batch, DocumentRun([], units, windows, calls), usage)
+        units, windows, calls = json.loads(row["run"])
+        summary.add(batch, DocumentRun([], units, windows, calls), json.loads(row["usage"]))
         shutil.rmtree(row["batch_dir"], ignore_errors=True)  # written: nothing left to resume
         if on_document:
             on_document(summary)

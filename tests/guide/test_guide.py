@@ -109,6 +109,9 @@ def test_run_appends_and_resumes_without_loss_or_duplicates(schema, guide, handf
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(x)["id"] for x in lines] == [r.id for r in records]
     path.write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")  # interrupted after two
+    first = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    first["total"]["cost"] = 0.25  # as if the first invocation had been priced by LiteLLM
+    (tmp_path / "run.json").write_text(json.dumps(first), encoding="utf-8")
     calls_before = len(lm.history)
     result = run_guide(guide, records, lm, tmp_path)
     again = [json.loads(x)["id"] for x in path.read_text(encoding="utf-8").splitlines()]
@@ -116,6 +119,8 @@ def test_run_appends_and_resumes_without_loss_or_duplicates(schema, guide, handf
     assert len(lm.history) - calls_before == 2
     run = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
     assert run["prompt_chars_mean"] > 0
+    assert run["total"]["cost"] == pytest.approx(0.25 + run["cost"])  # totals span invocations
+    assert run["total"]["llm_calls"] == 6
     slm_ids = [json.loads(x)["id"] for x in (tmp_path / "slm.jsonl").read_text(encoding="utf-8").splitlines()]
     assert slm_ids == [r.id for r in records]  # every sentence, resumed ones included
     assert (tmp_path / "dspy_cache").is_dir()

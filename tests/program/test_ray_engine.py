@@ -16,7 +16,7 @@ from slcolm_dspy.program import SLCoLMProgram, load_program, save_program
 from slcolm_dspy.program.apply import RunOptions, extract_document_stream
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'slcolm-dspy[ray]')")
-from slcolm_dspy.program.ray_engine import RayOptions, extract_document_stream_ray  # noqa: E402
+from slcolm_dspy.program.ray_engine import RayOptions, _waves, extract_document_stream_ray  # noqa: E402
 
 runner = CliRunner()
 
@@ -90,3 +90,14 @@ def test_the_cli_runs_ray_into_shards_and_refuses_it_for_sentences(local_ray, sl
         app, [*base, "--out", str(tmp_path / "s.jsonl"), "--documents", "--engine", "spark"]
     )
     assert wrong.exit_code == 2 and "--engine must be local or ray" in wrong.stderr
+
+
+def test_waves_hold_whole_batches_up_to_a_count_and_a_character_budget():
+    batches = [[Sentence(f"{b}.{i}", "x" * 10) for i in range(2)] for b in range(7)]  # 20 chars each
+    by_count = list(_waves(iter(batches), max_batches=3, max_chars=10_000))
+    assert [len(w) for w in by_count] == [3, 3, 1]
+    by_chars = list(_waves(iter(batches), max_batches=100, max_chars=50))
+    assert [len(w) for w in by_chars] == [2, 2, 2, 1]
+    # a batch larger than the budget still goes, alone: the budget never drops documents
+    assert [len(w) for w in _waves(iter(batches), max_batches=100, max_chars=5)] == [1] * 7
+    assert [b for w in by_chars for b in w] == batches
