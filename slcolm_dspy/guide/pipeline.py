@@ -197,6 +197,13 @@ class Guide:
         return self.strategy.answer(self, item, lm)
 
 
+def is_cache_hit(entry: dict[str, Any]) -> bool:
+    """Whether a `dspy.LM` history entry was answered from DSPy's cache. DSPy 3.4.1 marks the
+    response object (`response.cache_hit`), not the entry, and a hit keeps the cost recorded when
+    the answer was first bought, so counting entries alone counts cached answers as paid calls."""
+    return bool(entry.get("cache_hit") or getattr(entry.get("response"), "cache_hit", False))
+
+
 @dataclass
 class RunSummary:
     sentences: int = 0
@@ -375,9 +382,10 @@ def run_guide(
     summary.seconds = time.monotonic() - started
     for entry in lm.history[history_start:]:
         summary.llm_calls += 1
-        usage = entry.get("usage") or {}
-        if entry.get("cache_hit"):
+        if is_cache_hit(entry):  # no request was sent: no tokens, no cost
             summary.cached_calls += 1
+            continue
+        usage = entry.get("usage") or {}
         summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         summary.completion_tokens += int(usage.get("completion_tokens") or 0)
         summary.cost += float(entry.get("cost") or 0.0)

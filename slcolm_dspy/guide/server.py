@@ -1,7 +1,9 @@
 """A real OpenAI-compatible llama.cpp server on loopback (xllamacpp), for `--lm local`.
 
 `LocalServer` starts it in a child process on a free 127.0.0.1 port, waits until it answers, and
-stops it on exit, so a crash or Ctrl-C in the caller never leaves it running. `python -m
+stops it on exit, so a crash or Ctrl-C in the caller never leaves it running; the child also
+watches its parent and stops when the parent is gone, since a killed parent (a Ray actor ended
+by its pool, `kill -9`) runs no exit code. `python -m
 slcolm_dspy.guide.server` (what `slcolm serve` runs) is the child.
 """
 
@@ -33,8 +35,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_forever(model: Path, port: int, *, n_ctx: int, threads: int, parallel: int, alias: str) -> None:
-    """Run the server in this process until SIGTERM/SIGINT."""
+def serve_forever(
+    model: Path,
+    port: int,
+    *,
+    n_ctx: int,
+    threads: int,
+    parallel: int,
+    alias: str,
+    exit_with_parent: bool = False,
+) -> None:
+    """Run the server in this process until SIGTERM/SIGINT (or, with `exit_with_parent`, until
+    the process that started it has ended)."""
     import xllamacpp
 
     params = xllamacpp.CommonParams()
@@ -50,9 +62,18 @@ def serve_forever(model: Path, port: int, *, n_ctx: int, threads: int, parallel:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if exit_with_parent:
+        threading.Thread(target=_stop_when_orphaned, args=(os.getppid(), stop), daemon=True).start()
     print(f"serving {model.name} as {alias!r} on http://{LOOPBACK}:{port}/v1", flush=True)
     stop.wait()
     del server
+
+
+def _stop_when_orphaned(parent: int, stop: threading.Event, every: float = 1.0) -> None:
+    # an orphan is re-parented (to init or a subreaper): its parent id changes
+    while not stop.wait(every):
+        if os.getppid() != parent:
+            stop.set()
 
 
 class LocalServer:
@@ -87,7 +108,7 @@ class LocalServer:
     def start(self) -> LocalServer:
         args = [sys.executable, "-m", "slcolm_dspy.guide.server", "--model", str(self.model)]
         args += ["--port", str(self.port), "--n-ctx", str(self.n_ctx), "--threads", str(self.threads)]
-        args += ["--parallel", str(self.parallel), "--alias", self.alias]
+        args += ["--parallel", str(self.parallel), "--alias", self.alias, "--exit-with-parent"]
         if self.log:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = self.log.open("ab")
@@ -139,6 +160,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--alias", default=MODEL_ALIAS)
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process ends")
     args = parser.parse_args()
     serve_forever(
         args.model,
@@ -147,6 +169,7 @@ def main() -> None:
         threads=args.threads,
         parallel=args.parallel,
         alias=args.alias,
+        exit_with_parent=args.exit_with_parent,
     )
 
 

@@ -94,6 +94,46 @@ def test_server_is_gone_after_use(llm_cache, tmp_path):
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # nobody listens any more
 
 
+def test_server_stops_when_its_parent_is_killed(llm_cache, tmp_path):
+    """A parent killed with SIGKILL (as Ray ends a pool's actors) runs no exit code: the server
+    notices it was orphaned and stops, so no llama.cpp process outlives the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from slcolm_dspy.guide.local_model import DEFAULT_LOCAL_MODEL, assemble
+
+    gguf = assemble(DEFAULT_LOCAL_MODEL, llm_cache / "models")
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from slcolm_dspy.guide.server import LocalServer;"
+            " s = LocalServer(Path(sys.argv[1])).start(); print(s.process.pid, flush=True); time.sleep(600)",
+            str(gguf),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    server_pid = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(server_pid):
+        time.sleep(0.2)
+    assert not _alive(server_pid), "the server outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:  # an exited child of a dead parent is reaped by init; a zombie counts as gone
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
 def test_compile_evaluate_extract_with_the_local_llm(schema, tiny_slm, corpus_dir, tmp_path, monkeypatch):
     """The whole CLI loop on a real LLM; the compile step reads dev (and train counts), never test."""
     from typer.testing import CliRunner

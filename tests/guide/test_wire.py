@@ -5,6 +5,7 @@ replies of both modules, a torn journal line, and Ctrl-C while a request hangs."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -81,6 +82,19 @@ def test_one_request_at_a_time_by_default(schema, extractor, embedder, inputs, t
     with WireServer(lambda r, n: Reply(body=chat_reply(EMPTY).body, delay=0.1)) as server:
         run_guide(make_guide(schema, extractor, embedder), inputs[:3], lm_for(server), tmp_path)
     assert len(server.requests) == 3 and server.max_in_flight == 1
+
+
+def test_answers_from_the_cache_are_counted_as_cached_with_no_tokens_or_cost(
+    schema, extractor, embedder, inputs, tmp_path
+):
+    """The same sentence twice under two ids: one request reaches the wire, the second answer
+    comes from DSPy's cache and is counted as cached, with no tokens and no cost."""
+    twin = [inputs[0], dataclasses.replace(inputs[0], id=inputs[0].id + "-again")]
+    with WireServer(lambda r, n: chat_reply(EMPTY)) as server:
+        result = run_guide(make_guide(schema, extractor, embedder), twin, lm_for(server), tmp_path)
+    assert len(server.requests) == 1
+    assert (result["llm_calls"], result["cached_calls"]) == (2, 1)
+    assert (result["prompt_tokens"], result["completion_tokens"]) == (10, 2)  # one reply's usage
 
 
 @pytest.mark.parametrize("json_mode", [True, False])

@@ -72,6 +72,44 @@ def test_ray_writes_the_same_records_as_the_local_engine_and_resumes(
     assert ray_out.read_bytes() == (tmp_path / "local.jsonl").read_bytes()
 
 
+def test_ray_runs_a_guided_program_against_a_server_on_the_wire_like_the_local_engine(
+    local_ray, schema, tiny_slm, handful, tmp_path
+):
+    """The LLM stage inside the actors: each actor reaches the program's LLM (here a loopback
+    OpenAI-compatible server), and the records, calls and tokens are the local engine's."""
+    from wire_server import WireServer, chat_reply
+
+    from slcolm_dspy.guide.choice import RoutingSettings
+
+    routing = RoutingSettings(low=0.0, high=1.01, top_n=2)  # every pair asked
+    config = GuideConfig(module="choice", routing=routing, demos=0)
+    where = tmp_path / "guided"
+    save_program(
+        where,
+        SLCoLMProgram(schema, config, MergePolicy("llm")),
+        schema,
+        lm={"model": "local"},
+        slm_dir=tiny_slm[0],
+        retrieval={},
+        dev_metrics={},
+    )
+    docs = _documents(handful)[:4]
+    letter_b = [("B", -0.1), ("A", -2.5), ("C", -3.0), ("D", -4.0)]
+    with WireServer(lambda r, n: chat_reply("B", logprobs=letter_b)) as server:
+        run = RunOptions(lm="openai/wire", api_base=server.api_base)
+        local = extract_document_stream(
+            load_program(where), iter(docs), tmp_path / "local.jsonl", run, batch=2
+        )
+        local_calls = len(server.requests)
+        on_ray = extract_document_stream_ray(
+            where, iter(docs), tmp_path / "ray.jsonl", run, RayOptions(actors=2, num_cpus=1, batch=2)
+        )
+        ray_calls = len(server.requests) - local_calls
+    assert local.llm_calls == local_calls > 0 and on_ray.llm_calls == ray_calls == local_calls
+    assert on_ray.prompt_tokens == local.prompt_tokens > 0
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
 def test_the_cli_runs_ray_into_shards_and_refuses_it_for_sentences(local_ray, slm_program, handful, tmp_path):
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in _documents(handful)))
