@@ -4,9 +4,12 @@ and a projection of a 1M-sentence run from the measured rates.
 Running text is made from a SpERT train split: documents of `--sentences-per-document` consecutive
 sentences (cycled), ids d0, d1, ... Each run is a fresh process tree (the Ray engine starts its own
 local Ray); its peak memory is the largest sum of RSS over the whole tree (driver, Ray's daemons
-and workers), sampled every 0.2 s from /proc; wall time includes start-up (Ray's too). Both
-engines must write the same bytes. Memory flatness: the local engine at `--flat-counts`
-documents of one sentence each.
+and workers, the local LLM server), sampled every 0.2 s from /proc; wall time includes start-up
+(Ray's too). Both engines must write the same bytes. Two programs: `--program` as compiled (on
+CoNLL04 its policy is the SLM alone), and the same program with its policy set to the LLM's
+records (`llm`: the local LLM answers the pairs its compiled routing sends, on
+`--llm-sentences`). Memory flatness: the local engine at `--flat-counts` documents of one
+sentence each.
 
     python bench/scale.py --program CLONE/programs/default-conll04 --slm CLONE/runs/slm-conll04 \\
         --data ../shared/data/conll04
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,13 +62,26 @@ def _tree_rss_kb(root: int) -> int:
     return sum(rss.get(p, 0) for p in tree)
 
 
-def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str) -> dict:
+def guided_copy(program: Path, where: Path) -> Path:
+    """The compiled program with the LLM's records as its policy (its routing, prompts and LLM
+    as compiled): what a run that uses the LLM costs."""
+    shutil.copytree(program, where)
+    settings = json.loads((where / "settings.json").read_text(encoding="utf-8"))
+    settings["policy"] = {"kind": "llm", "rule": "bench/scale.py: the LLM stage measured"}
+    (where / "settings.json").write_text(json.dumps(settings, ensure_ascii=False, indent=1), encoding="utf-8")
+    return where
+
+
+SUMMARY = re.compile(r"(\d+) LLM calls, (\d+) prompt /\s*(\d+) completion tokens")
+
+
+def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, program: Path) -> dict:
     slcolm = Path(sys.executable).parent / "slcolm"
     cmd = [
         str(slcolm),
         "extract",
         "--program",
-        str(args.program),
+        str(program),
         str(docs),
         "--out",
         str(out),
@@ -73,16 +91,93 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str) ->
     if engine == "ray":
         cmd += ["--actors", "1", "--actor-cpus", str(os.cpu_count())]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss_kb(proc.pid))
-        time.sleep(0.2)
-    seconds = time.monotonic() - started
-    _, stderr = proc.communicate()
+    env = os.environ | {"COLUMNS": "400"}  # the summary on one line, for SUMMARY
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, env=env)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.2)
+        seconds = time.monotonic() - started
+        stdout.seek(0), stderr.seek(0)
+        printed, errors = stdout.read(), stderr.read()
     if proc.returncode != 0:
-        raise SystemExit(f"{engine}: exit {proc.returncode}: {stderr.strip()[-800:]}")
-    return {"engine": engine, "seconds": round(seconds, 1), "peak_rss_mb": round(peak / 1024, 1)}
+        raise SystemExit(f"{engine}: exit {proc.returncode}: {errors.strip()[-800:]}")
+    found = SUMMARY.search(" ".join(printed.split()))
+    calls, prompt, completion = (int(x) for x in found.groups()) if found else (0, 0, 0)
+    return {
+        "engine": engine,
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "llm_calls": calls,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+    }
+
+
+def compare_engines(
+    args: argparse.Namespace, tmp: Path, program: Path, sentences: int, name: str, repeats: int = 1
+) -> dict:
+    """Both engines on the same documents, `repeats` times interleaved (local, ray, local, ...):
+    every run, the median per engine, and whether every output is the first local run's bytes.
+    Interleaving and medians keep a slow spell of this shared VM from landing on one engine."""
+    docs = tmp / f"{name}-docs.jsonl"
+    n_docs = sentences // args.sentences_per_document
+    write_documents(args.data / args.train_file, n_docs, args.sentences_per_document, docs)
+    rows, identical, reference = [], True, None
+    for repeat in range(repeats):
+        for engine in ("local", "ray"):
+            out = tmp / f"{name}-{engine}-{repeat}.jsonl"
+            row = run_extract(args, docs, out, engine, program)
+            row |= {"program": name, "run": repeat, "documents": n_docs, "sentences": sentences}
+            row["sentences_per_second"] = round(sentences / row["seconds"], 2)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            reference = reference or out.read_bytes()
+            identical = identical and out.read_bytes() == reference
+    medians = {}
+    for engine in ("local", "ray"):
+        runs = [r for r in rows if r["engine"] == engine]
+        median = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        medians[engine] = median
+    return {
+        "program": name,
+        "engines": [medians["local"], medians["ray"]],  # the median run of each
+        "runs": rows,
+        "identical_output": identical,
+        "ray_overhead": round(medians["ray"]["seconds"] / medians["local"]["seconds"] - 1, 4),
+    }
+
+
+def projection(slm_only: dict, guided: dict, sentences: int = 1_000_000) -> dict:
+    """A 1M-sentence run on N workers from the measured per-worker (2-core) rates: the SLM stage
+    at the SLM-only program's rate, the LLM stage at the guided program's calls per sentence and
+    calls per second of one local server (its extra time over the SLM-only run)."""
+    slm_rate = slm_only["engines"][0]["sentences_per_second"]
+    local_guided = guided["engines"][0]
+    calls_per_sentence = local_guided["llm_calls"] / local_guided["sentences"]
+    llm_seconds = local_guided["seconds"] - local_guided["sentences"] / slm_rate
+    calls_per_second = local_guided["llm_calls"] / llm_seconds if llm_seconds > 0 else float("nan")
+    rows = []
+    for workers in (1, 8, 64):
+        slm_hours = sentences / (slm_rate * workers) / 3600
+        llm_hours = sentences * calls_per_sentence / (calls_per_second * workers) / 3600
+        rows.append(
+            {
+                "workers": workers,
+                "slm_hours": round(slm_hours, 2),
+                "llm_hours": round(llm_hours, 2),
+                "dominant": "LLM" if llm_hours > slm_hours else "SLM",
+            }
+        )
+    return {
+        "sentences": sentences,
+        "slm_sentences_per_second_per_worker": slm_rate,
+        "llm_calls_per_sentence": round(calls_per_sentence, 4),
+        "llm_calls_per_second_per_server": round(calls_per_second, 3),
+        "llm_calls": round(sentences * calls_per_sentence),
+        "rows": rows,
+    }
 
 
 def main() -> int:
@@ -97,37 +192,29 @@ def main() -> int:
     parser.add_argument("--sentences-per-document", type=int, default=10)
     parser.add_argument("--flat-counts", type=int, nargs=2, default=[1000, 20000])
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale.json"))
+    parser.add_argument("--llm-sentences", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per engine of the SLM-only program")
     args = parser.parse_args()
     spert = args.data / args.train_file
-    rows, flat = [], []
-    with tempfile.TemporaryDirectory(prefix="slcolm-scale-") as tmp:
-        docs = Path(tmp) / "docs.jsonl"
-        n_docs = args.sentences // args.sentences_per_document
-        write_documents(spert, n_docs, args.sentences_per_document, docs)
-        outputs = {}
-        for engine in ("local", "ray"):
-            outputs[engine] = Path(tmp) / f"{engine}.jsonl"
-            row = run_extract(args, docs, outputs[engine], engine)
-            row |= {"documents": n_docs, "sentences": args.sentences}
-            row["sentences_per_second"] = round(args.sentences / row["seconds"], 1)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-        identical = outputs["local"].read_bytes() == outputs["ray"].read_bytes()
+    flat = []
+    with tempfile.TemporaryDirectory(prefix="slcolm-scale-") as tmp_name:
+        tmp = Path(tmp_name)
+        slm_only = compare_engines(args, tmp, args.program, args.sentences, "as compiled", args.repeats)
+        guided_program = guided_copy(args.program, tmp / "guided-program")
+        guided = compare_engines(args, tmp, guided_program, args.llm_sentences, "llm")
         for count in args.flat_counts:
-            one_each = Path(tmp) / f"flat{count}.jsonl"
+            one_each = tmp / f"flat{count}.jsonl"
             write_documents(spert, count, 1, one_each)
-            row = run_extract(args, one_each, Path(tmp) / f"flat-out{count}.jsonl", "local")
+            row = run_extract(args, one_each, tmp / f"flat-out{count}.jsonl", "local", args.program)
             flat.append(row | {"documents": count})
             print(json.dumps(flat[-1]), flush=True)
-    local, ray = rows
     result = {
         "command": "python bench/scale.py " + " ".join(sys.argv[1:]),
         "cores": os.cpu_count(),
-        "engines": rows,
-        "identical_output": identical,
-        "ray_overhead": round(ray["seconds"] / local["seconds"] - 1, 4),
+        "programs": [slm_only, guided],
         "flat_memory": flat,
         "rss_growth": round(flat[1]["peak_rss_mb"] / flat[0]["peak_rss_mb"] - 1, 4),
+        "projection": projection(slm_only, guided),
     }
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -291,23 +291,30 @@ def extract(
 
 
 def _extract_sentences(compiled: Any, input_path: Path, out: Path, run: RunOptions) -> None:
-    """Sentences (running text or records) through the program, all written at the end."""
+    """Sentences (running text or records) through the program, all written at the end. A
+    sentence of running text longer than a unit (no punctuation for pages) is read in windows
+    and stitched back, never sent whole; records are run as given (their variants kept)."""
     from slcolm_dspy.data.writers import write_jsonl
-    from slcolm_dspy.program.apply import extract_records, lm_for
+    from slcolm_dspy.program.apply import extract_documents, extract_records, lm_for
 
     output_file(out)
     records = _read_inputs(input_path, compiled.schema)
     if not records:
         raise SlcolmError(f"{input_path}: no sentences")
+    windows = 0
     with progress_bar(console, f"extract via {lm_for(compiled, run.lm, run.api_base)[0]}") as (_, on_done):
         work_dir = out.parent / f"{out.name}.run"
-        merged, calls = extract_records(compiled, records, work_dir, run, on_done=on_done)
+        if input_path.suffix == ".txt":
+            cut = extract_documents(compiled, records, work_dir, run, on_done=on_done)
+            merged, calls, windows = cut.records, cut.llm_calls, cut.windows
+        else:
+            merged, calls = extract_records(compiled, records, work_dir, run, on_done=on_done)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(merged, out)
     triples = sum(len(r.relations) for r in merged)
     console.print(
-        f"{len(merged)} sentences, {triples} triples ({compiled.policy.label}); "
-        f"{calls} LLM calls; written to {out}"
+        f"{len(merged)} sentences ({windows} windows cut from sentences over a unit's length),"
+        f" {triples} triples ({compiled.policy.label}); {calls} LLM calls; written to {out}"
     )
 
 

@@ -290,8 +290,10 @@ def extract(
 ) -> list[Sentence]:
     """Relations from raw text with a compiled program, in one call.
 
-    Each text is split into sentences (after 。！？); the records returned carry entities with
-    character offsets into their sentence and typed relations between them. With `documents`,
+    Each text is split into sentences (after 。！？; a sentence longer than a unit, such as a
+    stretch of unpunctuated text, is read in overlapping windows and stitched back); the records
+    returned carry entities with character offsets into their sentence and typed relations
+    between them. With `documents`,
     each text is one document of any length (cut into overlapping windows where it has no
     punctuation) and comes back as one record with offsets into the whole text. `lm` overrides
     the LLM the program was compiled with; `work_dir` keeps the work so a rerun resumes.
@@ -309,7 +311,7 @@ def extract(
         for n, (_, sentence) in enumerate(split_sentences(text), start=1)
     ]
     with _work(work_dir) as where:
-        return extract_records(compiled, records, where, options)[0]
+        return extract_documents(compiled, records, where, options).records
 
 
 @contextlib.contextmanager

@@ -140,7 +140,8 @@ def _start(ray: Any, ray_options: RayOptions) -> None:
     if ray_options.address:
         ray.init(address=ray_options.address, log_to_driver=False)
         return
-    # a local Ray on this machine only: loopback, no dashboard
+    # a local Ray on this machine only: loopback, no dashboard, no usage report sent out
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
 
 

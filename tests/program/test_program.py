@@ -315,6 +315,40 @@ def test_dspy_evaluate_runs_the_program_and_scores_the_corpus(schema, tiny_slm, 
         SLCoLMProgram(schema)(sentence="x")
 
 
+def test_extract_cli_reads_an_unpunctuated_book_in_windows_without_documents(
+    schema, tiny_slm, handful, tmp_path
+):
+    """`slcolm extract --program P BOOK.txt`: a 3,000-character line with no sentence punctuation
+    is one sentence; it is read in counted windows (never sent whole, never cut silently) and
+    comes back as one record whose entities lie at their offsets in it, up to its end."""
+    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
+    save_program(
+        tmp_path / "prog",
+        program,
+        schema,
+        lm={"model": "local"},
+        slm_dir=tiny_slm[0],
+        retrieval={},
+        dev_metrics={},
+    )
+    bare = "".join(c for h in handful for c in h.text if c not in "，。！？、；：「」")
+    book_text = (bare * (3000 // len(bare) + 1))[:3000]
+    book = tmp_path / "book.txt"
+    book.write_text(book_text + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(
+        app, ["extract", "--program", str(tmp_path / "prog"), str(book), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert row["id"] == "book:1:1" and row["text"] == book_text
+    windows = int(result.output.split("sentences (")[1].split(" windows")[0])
+    assert windows >= 3000 // 400
+    found = row["entities"]
+    assert found and all(book_text[e["start"] : e["end"]] == e["text"] for e in found)
+    assert max(e["start"] for e in found) > 2500
+
+
 def test_extract_documents_gives_one_record_per_document_with_document_offsets(
     schema, tiny_slm, handful, tmp_path
 ):
