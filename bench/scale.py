@@ -87,9 +87,11 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, pr
         str(out),
         "--documents",
     ]
-    cmd += ["--slm", str(args.slm), "--data", str(args.data), "--engine", engine]
-    if engine == "ray":
+    cmd += ["--slm", str(args.slm), "--data", str(args.data), "--engine", engine.split("-")[0]]
+    if engine.startswith("ray"):
         cmd += ["--actors", "1", "--actor-cpus", str(os.cpu_count())]
+    if engine == "ray-cluster":  # a Ray already running on this machine (`ray start --head`)
+        cmd += ["--ray-address", "auto"]
     started = time.monotonic()
     env = os.environ | {"COLUMNS": "400"}  # the summary on one line, for SUMMARY
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
@@ -116,7 +118,13 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, pr
 
 
 def compare_engines(
-    args: argparse.Namespace, tmp: Path, program: Path, sentences: int, name: str, repeats: int = 1
+    args: argparse.Namespace,
+    tmp: Path,
+    program: Path,
+    sentences: int,
+    name: str,
+    repeats: int = 1,
+    engines: tuple[str, str] = ("local", "ray"),
 ) -> dict:
     """Both engines on the same documents, `repeats` times interleaved (local, ray, local, ...):
     every run, the median per engine, and whether every output is the first local run's bytes.
@@ -126,7 +134,7 @@ def compare_engines(
     write_documents(args.data / args.train_file, n_docs, args.sentences_per_document, docs)
     rows, identical, reference = [], True, None
     for repeat in range(repeats):
-        for engine in ("local", "ray"):
+        for engine in engines:
             out = tmp / f"{name}-{engine}-{repeat}.jsonl"
             row = run_extract(args, docs, out, engine, program)
             row |= {"program": name, "run": repeat, "documents": n_docs, "sentences": sentences}
@@ -135,18 +143,35 @@ def compare_engines(
             print(json.dumps(row), flush=True)
             reference = reference or out.read_bytes()
             identical = identical and out.read_bytes() == reference
-    medians = {}
-    for engine in ("local", "ray"):
+    medians = []
+    for engine in engines:
         runs = [r for r in rows if r["engine"] == engine]
-        median = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-        medians[engine] = median
+        medians.append(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
+    local, ray = medians
     return {
         "program": name,
-        "engines": [medians["local"], medians["ray"]],  # the median run of each
+        "engines": medians,  # the median run of each
         "runs": rows,
         "identical_output": identical,
-        "ray_overhead": round(medians["ray"]["seconds"] / medians["local"]["seconds"] - 1, 4),
+        "ray_overhead": round(ray["seconds"] / local["seconds"] - 1, 4),
     }
+
+
+def against_cluster(args: argparse.Namespace) -> dict:
+    """The SLM-only comparison with Ray already running (started once, as a cluster would be):
+    the job's time without Ray's start-up and shut-down; the cluster's daemons still share the
+    cores, but their memory is not in the job's process tree."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    start = [ray_cli, "start", "--head", f"--num-cpus={os.cpu_count()}", "--node-ip-address=127.0.0.1"]
+    start += ["--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(start, check=True, capture_output=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="slcolm-scale-") as tmp_name:
+            tmp, engines = Path(tmp_name), ("local", "ray-cluster")
+            sentences, repeats = args.sentences, args.repeats
+            return compare_engines(args, tmp, args.program, sentences, "as compiled", repeats, engines)
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], check=False, capture_output=True)
 
 
 def projection(slm_only: dict, guided: dict, sentences: int = 1_000_000) -> dict:
@@ -194,7 +219,19 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale.json"))
     parser.add_argument("--llm-sentences", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3, help="runs per engine of the SLM-only program")
+    parser.add_argument(
+        "--against-cluster",
+        action="store_true",
+        help="only the SLM-only comparison, Ray started beforehand (--out defaults to scale_cluster.json)",
+    )
     args = parser.parse_args()
+    if args.against_cluster:
+        out = args.out if args.out != parser.get_default("out") else args.out.with_name("scale_cluster.json")
+        result = {"command": "python bench/scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count()}
+        result |= against_cluster(args)
+        out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        print(json.dumps(result, indent=1))
+        return 0
     spert = args.data / args.train_file
     flat = []
     with tempfile.TemporaryDirectory(prefix="slcolm-scale-") as tmp_name:

@@ -11,7 +11,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # oneDNN (bf16 inference) and ideep keep a compiled kernel for every tensor shape they meet, 1,024
 # each by default; variable-length batches meet new shapes for hours, so a long extraction grew by
 # ~40% from 1k to 5k documents. 16 each keeps memory flat at no measured cost in speed
-# (bench/documents_scale.py). Read on first use, so this works until torch runs a bf16 matmul.
+# (BENCHMARKS.md, "Documents at scale"). Read on first use, so this works until torch runs a bf16 matmul.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 os.environ.setdefault("LRU_CACHE_CAPACITY", "16")
 

@@ -251,7 +251,9 @@ RayAddressOpt = Annotated[
 ]
 ActorsOpt = Annotated[int, typer.Option(min=1, help="--engine ray: actors, each with the whole program.")]
 ActorCpusOpt = Annotated[float, typer.Option(min=0.0, help="--engine ray: CPUs per actor.")]
-ActorGpusOpt = Annotated[float, typer.Option(min=0.0, help="--engine ray: GPUs per actor.")]
+ActorGpusOpt = Annotated[
+    float, typer.Option(min=0.0, help="--engine ray: GPUs reserved per actor (the SLM itself runs on CPU).")
+]
 
 
 @reports_errors

@@ -293,10 +293,10 @@ def extract(
     Each text is split into sentences (after 。！？; a sentence longer than a unit, such as a
     stretch of unpunctuated text, is read in overlapping windows and stitched back); the records
     returned carry entities with character offsets into their sentence and typed relations
-    between them. With `documents`,
-    each text is one document of any length (cut into overlapping windows where it has no
-    punctuation) and comes back as one record with offsets into the whole text. `lm` overrides
-    the LLM the program was compiled with; `work_dir` keeps the work so a rerun resumes.
+    between them. With `documents`, each text is one document of any length (cut into
+    overlapping windows where it has no punctuation) and comes back as one record with offsets
+    into the whole text. `lm` overrides the LLM the program was compiled with; `work_dir` keeps
+    the work so a rerun resumes.
     """
     compiled = load_program(Path(program))
     items = [texts] if isinstance(texts, str) else list(texts)
