@@ -11,7 +11,6 @@ its numbers; `bench/scale.py` gives the headline ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import write_documents
+from scale import program_arguments, write_documents
 
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.program import ray_engine
@@ -47,15 +46,7 @@ class TimedActor(ray_engine.ProgramActor):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--program", type=Path, required=True)
-    parser.add_argument("--slm", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--train-file", default="conll04_train.json")
-    parser.add_argument("--sentences", type=int, default=5000)
-    args = parser.parse_args()
+    args = program_arguments(__doc__).parse_args()
     options = RunOptions(slm=args.slm, data=args.data)
     with tempfile.TemporaryDirectory(prefix="slcolm-ray-batches-") as tmp_name:
         tmp = Path(tmp_name)

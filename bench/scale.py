@@ -205,15 +205,21 @@ def projection(slm_only: dict, guided: dict, sentences: int = 1_000_000) -> dict
     }
 
 
-def main() -> int:
+def program_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The arguments every scale benchmark takes: the compiled program, its SLM, the corpus."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--program", type=Path, required=True)
     parser.add_argument("--slm", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--train-file", default="conll04_train.json")
     parser.add_argument("--sentences", type=int, default=5000)
+    return parser
+
+
+def main() -> int:
+    parser = program_arguments(__doc__)
     parser.add_argument("--sentences-per-document", type=int, default=10)
     parser.add_argument("--flat-counts", type=int, nargs=2, default=[1000, 20000])
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale.json"))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import dspy
 
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
-from slcolm_dspy.program import GuideOutcome
+from slcolm_dspy.guide.pipeline import GuideConfig
+from slcolm_dspy.merge.policy import MergePolicy
+from slcolm_dspy.program import GuideOutcome, SLCoLMProgram, save_program
 from slcolm_dspy.teleprompt import SearchSpace
 
 TEXT = "甲乙丙丁戊己庚辛"
@@ -18,6 +21,13 @@ def sentence(sid: str, relations: list[tuple[str, int, int]], probability: float
     """Four one-character persons in TEXT; relations between them by index."""
     ents = tuple(Entity("peo", TEXT[i], i, i + 1) for i in range(4))
     return Sentence(sid, TEXT, ents, tuple(Relation(t, h, tl, probability) for t, h, tl in relations))
+
+
+def save_slm_program(schema, slm_dir: Path, where: Path) -> Path:
+    """A compiled program whose policy is the SLM alone (no LLM call), saved at `where`."""
+    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
+    save_program(where, program, schema, lm={"model": "local"}, slm_dir=slm_dir, retrieval={}, dev_metrics={})
+    return where
 
 
 def planted_space(**overrides) -> SearchSpace:

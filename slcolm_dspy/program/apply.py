@@ -124,6 +124,33 @@ def open_program_lm(
     return open_lm(spec, cache_dir(), parallel=options.concurrency, log=log)
 
 
+class ProgramLM:
+    """A stream's LLM, opened at the first batch that needs it (never for a program whose policy
+    is the SLM alone) and kept open until `close`: a local server loads its model once per
+    stream, or once per Ray actor."""
+
+    def __init__(self, compiled: CompiledProgram, options: RunOptions, log: Path) -> None:
+        self.compiled, self.options, self.log = compiled, options, log
+        self._stack = contextlib.ExitStack()
+        self._client: Any = None
+
+    def get(self) -> Any:
+        """The open LLM, or None when the program needs none."""
+        if self._client is None and self.compiled.policy.kind != "slm":
+            self._client = self._stack.enter_context(open_program_lm(self.compiled, self.options, self.log))
+        return self._client
+
+    def close(self) -> None:
+        self._stack.close()
+        self._client = None
+
+    def __enter__(self) -> ProgramLM:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 def extract_records(
     compiled: CompiledProgram,
     records: Sequence[Sentence],
@@ -224,13 +251,10 @@ def extract_document_stream(
     stays the size of one batch. The LLM is opened once, at the first batch that needs it."""
     work_root = out.parent / f"{out.name}.run"
     summary = StreamSummary()
-    with RecordOutput(out, shards) as sink, contextlib.ExitStack() as stack:
-        client = None
+    with RecordOutput(out, shards) as sink, ProgramLM(compiled, options, work_root / "server.log") as lm:
         for chunk in document_batches(documents, batch, sink.done, summary):
-            if client is None and compiled.policy.kind != "slm":
-                client = stack.enter_context(open_program_lm(compiled, options, work_root / "server.log"))
             batch_dir = work_root / batch_dir_name(chunk)
-            run = extract_documents(compiled, chunk, batch_dir, options, client=client)
+            run = extract_documents(compiled, chunk, batch_dir, options, client=lm.get())
             for record in run.records:
                 sink.append(record)
             summary.add(chunk, run, run_usage(batch_dir))

@@ -14,7 +14,6 @@ Ray is an optional extra: `pip install 'slcolm-dspy[ray]'`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -30,12 +29,12 @@ from slcolm_dspy.data.shards import DEFAULT_SHARDS, RecordOutput
 from slcolm_dspy.data.writers import dumps
 from slcolm_dspy.program.apply import (
     DocumentRun,
+    ProgramLM,
     RunOptions,
     StreamSummary,
     batch_dir_name,
     document_batches,
     extract_documents,
-    open_program_lm,
     run_usage,
 )
 from slcolm_dspy.program.artifact import load_program
@@ -76,26 +75,18 @@ class ProgramActor:
         self.compiled = load_program(Path(program))
         self.options = RunOptions(**options)
         self.work_root = Path(work_root)
-        self._lm = contextlib.ExitStack()
-        self._client: Any = None
-
-    def client(self) -> Any:
-        """The actor's LLM, opened at its first batch that needs one and kept for the actor's
-        life (a local server loads its model once; it stops with the actor, killed or not)."""
-        if self._client is None and self.compiled.policy.kind != "slm":
-            log = self.work_root / f"server-{os.getpid()}.log"
-            self._client = self._lm.enter_context(open_program_lm(self.compiled, self.options, log))
-        return self._client
+        # kept for the actor's life; a local server stops with the actor, killed or not
+        self.lm = ProgramLM(self.compiled, self.options, self.work_root / f"server-{os.getpid()}.log")
 
     def __del__(self) -> None:
-        self._lm.close()
+        self.lm.close()
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"documents": [], "run": [], "usage": [], "batch_dir": []}
         for blob in rows["documents"]:
             documents = [Sentence(i, t) for i, t in json.loads(str(blob))]
             batch_dir = self.work_root / batch_dir_name(documents)
-            run = extract_documents(self.compiled, documents, batch_dir, self.options, client=self.client())
+            run = extract_documents(self.compiled, documents, batch_dir, self.options, client=self.lm.get())
             out["documents"].append(json.dumps([[r.id, dumps(r)] for r in run.records], ensure_ascii=False))
             out["run"].append(json.dumps([run.units, run.windows, run.llm_calls]))
             out["usage"].append(json.dumps(run_usage(batch_dir)))

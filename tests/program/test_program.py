@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import dspy
 import pytest
-from program_helpers import _dummy, planted_space, sentence
+from program_helpers import _dummy, planted_space, save_slm_program, sentence
 from typer.testing import CliRunner
 
 from slcolm_dspy.cli.app import app
@@ -321,16 +321,7 @@ def test_extract_cli_reads_an_unpunctuated_book_in_windows_without_documents(
     """`slcolm extract --program P BOOK.txt`: a 3,000-character line with no sentence punctuation
     is one sentence; it is read in counted windows (never sent whole, never cut silently) and
     comes back as one record whose entities lie at their offsets in it, up to its end."""
-    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
-    save_program(
-        tmp_path / "prog",
-        program,
-        schema,
-        lm={"model": "local"},
-        slm_dir=tiny_slm[0],
-        retrieval={},
-        dev_metrics={},
-    )
+    save_slm_program(schema, tiny_slm[0], tmp_path / "prog")
     bare = "".join(c for h in handful for c in h.text if c not in "，。！？、；：「」")
     book_text = (bare * (3000 // len(bare) + 1))[:3000]
     book = tmp_path / "book.txt"
@@ -355,16 +346,7 @@ def test_extract_documents_gives_one_record_per_document_with_document_offsets(
     """`slcolm extract --documents`: a folder of books, one of them long and unpunctuated; each
     book comes back as one record whose entities sit at their offsets in the book."""
     slm_dir = tiny_slm[0]
-    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
-    save_program(
-        tmp_path / "prog",
-        program,
-        schema,
-        lm={"model": "local"},
-        slm_dir=slm_dir,
-        retrieval={},
-        dev_metrics={},
-    )
+    save_slm_program(schema, slm_dir, tmp_path / "prog")
     books = tmp_path / "books"
     books.mkdir()
     punctuated = "".join(h.text for h in handful[:3])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from program_helpers import save_slm_program
 from typer.testing import CliRunner
 
 from slcolm_dspy.cli.app import app
@@ -30,12 +31,7 @@ def local_ray():
 
 @pytest.fixture
 def slm_program(schema, tiny_slm, tmp_path):
-    program = SLCoLMProgram(schema, GuideConfig(module="choice", demos=0), MergePolicy("slm"))
-    where = tmp_path / "prog"
-    save_program(
-        where, program, schema, lm={"model": "local"}, slm_dir=tiny_slm[0], retrieval={}, dev_metrics={}
-    )
-    return where
+    return save_slm_program(schema, tiny_slm[0], tmp_path / "prog")
 
 
 def _documents(handful) -> list[Sentence]:
