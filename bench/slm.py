@@ -83,7 +83,9 @@ def main() -> None:
         if f.name in ("threshold_grid", "profile"):
             continue
         default = getattr(defaults, f.name)
-        kind = {"threads": int, "text_form": str, "lr_encoder": float}.get(f.name, type(default))
+        kind = {"threads": int, "text_form": str, "lr_encoder": float, "encoder_layers": int}.get(
+            f.name, type(default)
+        )
         if kind is bool:
             kind = lambda v: v.lower() in ("1", "true", "yes")  # noqa: E731
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)

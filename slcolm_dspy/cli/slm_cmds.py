@@ -66,6 +66,12 @@ FreezeOpt = Annotated[
         help="Freeze embeddings and this many lower layers (their output is cached).",
     ),
 ]
+EncoderLayersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--encoder-layers", min=1, help="Keep this many lowest encoder layers (default: all of them)."
+    ),
+]
 LrEncoderOpt = Annotated[
     float | None,
     typer.Option(
@@ -119,6 +125,7 @@ def train(
     max_minutes: MaxMinutesOpt = DEFAULTS.max_minutes,
     batch_size: BatchOpt = DEFAULTS.batch_size,
     freeze_layers: FreezeOpt = DEFAULTS.freeze_layers,
+    encoder_layers: EncoderLayersOpt = DEFAULTS.encoder_layers,
     lr_encoder: LrEncoderOpt = DEFAULTS.lr_encoder,
     lr_heads: LrHeadsOpt = DEFAULTS.lr_heads,
     relation_balance: BalanceOpt = DEFAULTS.relation_balance,

@@ -24,6 +24,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1
     freeze_layers: int = 0
+    encoder_layers: int | None = None  # keep the n lowest encoder layers (None: all)
     units: str = "auto"  # char | word | auto (the schema's language, else detected from the data)
     span_percentile: float = 99.5  # maximum span width: this percentile of train entity widths
     # Negative spans per sentence (0: all). All of them swamp the few positives and the model

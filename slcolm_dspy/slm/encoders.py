@@ -117,7 +117,10 @@ class ScratchEncoder(nn.Module):
         }
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.embed(ids))
+        # The LSTM always runs in fp32: under bf16 autocast oneDNN has no LSTM kernel on CPUs
+        # without bf16 units (AVX2 only: "could not create a primitive descriptor"); it is small.
+        with torch.autocast(ids.device.type, enabled=False):
+            out, _ = self.lstm(self.embed(ids).float())
         return out
 
     def config_dict(self) -> dict[str, Any]:
@@ -149,12 +152,31 @@ def _cut_embeddings(model: nn.Module, piece_ids: list[int]) -> None:
     model.config.pad_token_id = 0
 
 
+def _keep_lower_layers(model: nn.Module, keep: int, path: Path) -> None:
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if layers is None:
+        raise SlcolmError(f"encoder {path}: --encoder-layers needs a BERT-style model (encoder.layer)")
+    if not 1 <= keep <= len(layers):
+        raise SlcolmError(f"--encoder-layers {keep}: encoder {path} has {len(layers)} layers")
+    model.encoder.layer = layers[:keep]
+    model.config.num_hidden_layers = keep
+
+
 def build_encoder(
-    spec: str, train_texts: list[str], *, unit: str = CHAR, freeze_layers: int = 0
+    spec: str,
+    train_texts: list[str],
+    *,
+    unit: str = CHAR,
+    freeze_layers: int = 0,
+    keep_layers: int | None = None,
 ) -> tuple[nn.Module, UnitVocab]:
     """`e5` (default), `scratch`, or a path to a local Hugging Face checkpoint; the vocabulary
-    for `train_texts` read in `unit`s (characters or words)."""
+    for `train_texts` read in `unit`s (characters or words). `keep_layers` n keeps the n lowest
+    transformer layers (the top ones of an embedding model are tuned for sentence pooling, not
+    for spans, and cost as much as the others)."""
     if spec == "scratch":
+        if keep_layers is not None:
+            raise SlcolmError("--encoder-layers applies to a pretrained encoder, not to --encoder scratch")
         vocab = build_unit_vocab(train_texts, unit)
         return ScratchEncoder(len(vocab)), vocab
     path = e5_dir() if spec == DEFAULT_ENCODER else Path(spec)
@@ -169,6 +191,8 @@ def build_encoder(
         raise SlcolmError(f"encoder {path}: tokenizer lacks pad/unk/cls/sep tokens")
     vocab = build_unit_vocab(train_texts, unit, tokenizer, specials)
     _cut_embeddings(model, vocab.piece_ids or [])
+    if keep_layers is not None:
+        _keep_lower_layers(model, keep_layers, path)
     return TransformerEncoder(model, freeze_layers), vocab
 
 

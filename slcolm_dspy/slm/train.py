@@ -223,6 +223,14 @@ def relation_pos_weight(
     return torch.tensor(weights)
 
 
+def _fused_adamw_available() -> bool:
+    try:
+        torch.optim.AdamW([nn.Parameter(torch.zeros(1))], fused=True)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
 @dataclass
 class _State:
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -252,7 +260,13 @@ def train(
     labels = Labels(tuple(schema.entity_names), schema.relation_types)
     texts = [r.form(config.text_form) for r in train_records]
     unit = config.units if config.units != "auto" else choose_unit(schema.language, texts)
-    encoder, vocab = build_encoder(config.encoder, texts, unit=unit, freeze_layers=config.freeze_layers)
+    encoder, vocab = build_encoder(
+        config.encoder,
+        texts,
+        unit=unit,
+        freeze_layers=config.freeze_layers,
+        keep_layers=config.encoder_layers,
+    )
     encoded = [vocab.encode(t) for t in texts]
     rules, width_stats = derive_span_rules(train_records, encoded, config.span_percentile)
     boundary = BoundaryReport()
@@ -283,6 +297,8 @@ def train(
     optimizer = torch.optim.AdamW(
         [{"params": encoder_params, "lr": lr_encoder}, {"params": head_params, "lr": config.lr_heads}],
         weight_decay=config.weight_decay,
+        # one fused kernel for every parameter instead of a loop of small ops per tensor
+        fused=_fused_adamw_available(),
     )
     steps_per_epoch = (len(examples) + config.batch_size - 1) // config.batch_size
     total_steps = steps_per_epoch * config.epochs

