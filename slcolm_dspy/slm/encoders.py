@@ -31,6 +31,11 @@ def e5_dir() -> Path:
     return target
 
 
+def _layer_list(model: nn.Module) -> nn.ModuleList | None:
+    """The transformer layers of a BERT-style model (`encoder.layer`); None for other shapes."""
+    return getattr(getattr(model, "encoder", None), "layer", None)
+
+
 class TransformerEncoder(nn.Module):
     """A Hugging Face encoder whose word-embedding table is cut to the rows the vocabulary uses
     (96M of e5-small's 118M parameters are embeddings; a corpus needs a few thousand rows).
@@ -44,7 +49,7 @@ class TransformerEncoder(nn.Module):
         self.model = model
         self.hidden_size = int(model.config.hidden_size)
         self.max_length = int(getattr(model.config, "max_position_embeddings", 512))
-        layers = getattr(getattr(model, "encoder", None), "layer", None)
+        layers = _layer_list(model)
         self.splittable = hasattr(model, "embeddings") and layers is not None
         self.freeze_layers = min(freeze_layers, len(layers)) if layers is not None else 0
         # No dropout on attention probabilities: on CPU it forces the slow attention kernel and its
@@ -120,7 +125,7 @@ class ScratchEncoder(nn.Module):
         # The LSTM always runs in fp32: under bf16 autocast oneDNN has no LSTM kernel on CPUs
         # without bf16 units (AVX2 only: "could not create a primitive descriptor"); it is small.
         with torch.autocast(ids.device.type, enabled=False):
-            out, _ = self.lstm(self.embed(ids).float())
+            out, _ = self.lstm(self.embed(ids))
         return out
 
     def config_dict(self) -> dict[str, Any]:
@@ -153,7 +158,7 @@ def _cut_embeddings(model: nn.Module, piece_ids: list[int]) -> None:
 
 
 def _keep_lower_layers(model: nn.Module, keep: int, path: Path) -> None:
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    layers = _layer_list(model)
     if layers is None:
         raise SlcolmError(f"encoder {path}: --encoder-layers needs a BERT-style model (encoder.layer)")
     if not 1 <= keep <= len(layers):
