@@ -50,7 +50,7 @@ def main() -> int:
     options = RunOptions(slm=args.slm, data=args.data)
     with tempfile.TemporaryDirectory(prefix="slcolm-ray-batches-") as tmp_name:
         tmp = Path(tmp_name)
-        write_documents(args.data / args.train_file, args.sentences // 10, 10, tmp / "docs.jsonl")
+        write_documents(args, args.sentences // 10, 10, tmp / "docs.jsonl")
         lines = (tmp / "docs.jsonl").read_text(encoding="utf-8").splitlines()
         docs = [Sentence(r["id"], r["text"]) for r in map(json.loads, lines)]
         os.environ[TIMINGS] = str(tmp / "timings.jsonl")  # inherited by Ray's workers

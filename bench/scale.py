@@ -1,15 +1,15 @@
 """Throughput and memory of `slcolm extract --documents`, local engine and Ray, on the same cores,
 and a projection of a 1M-sentence run from the measured rates.
 
-Running text is made from a SpERT train split: documents of `--sentences-per-document` consecutive
-sentences (cycled), ids d0, d1, ... Each run is a fresh process tree (the Ray engine starts its own
-local Ray); its peak memory is the largest sum of RSS over the whole tree (driver, Ray's daemons
-and workers, the local LLM server), sampled every 0.2 s from /proc; wall time includes start-up
-(Ray's too). Both engines must write the same bytes. Two programs: `--program` as compiled (on
-CoNLL04 its policy is the SLM alone), and the same program with its policy set to the LLM's
-records (`llm`: the local LLM answers the pairs its compiled routing sends, on
-`--llm-sentences`). Memory flatness: the local engine at `--flat-counts` documents of one
-sentence each.
+Running text is made from the train split of `--schema`'s corpus (default conll04): documents of
+`--sentences-per-document` consecutive sentences (cycled), ids d0, d1, ... Each run is a fresh
+process tree (the Ray engine starts its own local Ray); its peak memory is the largest sum of RSS
+over the whole tree (driver, Ray's daemons and workers, the local LLM server), sampled every 0.2 s
+from /proc; wall time includes start-up (Ray's too). Both engines must write the same bytes. Two
+programs: `--program` as compiled (on CoNLL04 its policy is the SLM alone), and the same program
+with its policy set to the LLM's records (`llm`: the local LLM answers the pairs its compiled
+routing sends, on `--llm-sentences`). Memory flatness: the local engine at `--flat-counts` documents
+of one sentence each.
 
     python bench/scale.py --program CLONE/programs/default-conll04 --slm CLONE/runs/slm-conll04 \\
         --data ../shared/data/conll04
@@ -28,13 +28,24 @@ import tempfile
 import time
 from pathlib import Path
 
+from slcolm_dspy.core.schema import load_schema
+from slcolm_dspy.data.corpus import load_split
 
-def write_documents(spert: Path, documents: int, per_document: int, path: Path) -> int:
-    sentences = [" ".join(s["tokens"]) for s in json.loads(spert.read_text(encoding="utf-8"))]
+
+def train_sentences(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The train split's sentences (any corpus the schema reads) and how running text joins
+    them: a space where the language writes one between words, nothing where it does not."""
+    schema = load_schema(args.schema)
+    records, _ = load_split(args.data, "train", schema)
+    return [r.text for r in records], " " if schema.spaced else ""
+
+
+def write_documents(args: argparse.Namespace, documents: int, per_document: int, path: Path) -> int:
+    sentences, joiner = train_sentences(args)
     with path.open("w", encoding="utf-8") as out:
         for i in range(documents):
             at = i * per_document
-            text = " ".join(sentences[(at + k) % len(sentences)] for k in range(per_document))
+            text = joiner.join(sentences[(at + k) % len(sentences)] for k in range(per_document))
             out.write(json.dumps({"id": f"d{i}", "text": text}) + "\n")
     return documents * per_document
 
@@ -131,7 +142,7 @@ def compare_engines(
     Interleaving and medians keep a slow spell of this shared VM from landing on one engine."""
     docs = tmp / f"{name}-docs.jsonl"
     n_docs = sentences // args.sentences_per_document
-    write_documents(args.data / args.train_file, n_docs, args.sentences_per_document, docs)
+    write_documents(args, n_docs, args.sentences_per_document, docs)
     rows, identical, reference = [], True, None
     for repeat in range(repeats):
         for engine in engines:
@@ -213,7 +224,7 @@ def program_arguments(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--program", type=Path, required=True)
     parser.add_argument("--slm", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--train-file", default="conll04_train.json")
+    parser.add_argument("--schema", default="conll04", help="documents come from its train split")
     parser.add_argument("--sentences", type=int, default=5000)
     return parser
 
@@ -230,15 +241,26 @@ def main() -> int:
         action="store_true",
         help="only the SLM-only comparison, Ray started beforehand (--out defaults to scale_cluster.json)",
     )
+    parser.add_argument(
+        "--engines-only",
+        action="store_true",
+        help="only the SLM-only comparison, Ray started by each run (--out defaults to scale_engines.json)",
+    )
     args = parser.parse_args()
-    if args.against_cluster:
-        out = args.out if args.out != parser.get_default("out") else args.out.with_name("scale_cluster.json")
+    if args.against_cluster or args.engines_only:
+        name = "scale_cluster.json" if args.against_cluster else "scale_engines.json"
+        out = args.out if args.out != parser.get_default("out") else args.out.with_name(name)
         result = {"command": "python bench/scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count()}
-        result |= against_cluster(args)
+        if args.against_cluster:
+            result |= against_cluster(args)
+        else:
+            with tempfile.TemporaryDirectory(prefix="slcolm-scale-") as tmp_name:
+                result |= compare_engines(
+                    args, Path(tmp_name), args.program, args.sentences, "as compiled", args.repeats
+                )
         out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(json.dumps(result, indent=1))
         return 0
-    spert = args.data / args.train_file
     flat = []
     with tempfile.TemporaryDirectory(prefix="slcolm-scale-") as tmp_name:
         tmp = Path(tmp_name)
@@ -247,7 +269,7 @@ def main() -> int:
         guided = compare_engines(args, tmp, guided_program, args.llm_sentences, "llm")
         for count in args.flat_counts:
             one_each = tmp / f"flat{count}.jsonl"
-            write_documents(spert, count, 1, one_each)
+            write_documents(args, count, 1, one_each)
             row = run_extract(args, one_each, tmp / f"flat-out{count}.jsonl", "local", args.program)
             flat.append(row | {"documents": count})
             print(json.dumps(flat[-1]), flush=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.evaluate import RelationEvaluator
+from slcolm_dspy.slm.config import train_config
 from slcolm_dspy.slm.train import TrainConfig, train
 
 
@@ -88,11 +89,12 @@ def main() -> None:
         )
         if kind is bool:
             kind = lambda v: v.lower() in ("1", "true", "yes")  # noqa: E731
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)
+        # absent unless given: what is not given comes from the schema's [slm], as in `slcolm slm train`
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.measure_only:
-        print(json.dumps(measure(args.schema, args.data, args.model, args.threads)))
+        print(json.dumps(measure(args.schema, args.data, args.model, getattr(args, "threads", None))))
         return
 
     schema = load_schema(args.schema)
@@ -100,17 +102,15 @@ def main() -> None:
     if args.model is None:
         train_records, _ = load_split(args.data, "train", schema)
         dev_records, _ = load_split(args.data, "dev", schema)
-        settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-        if settings.get("text_form") in ("", "none"):
-            settings["text_form"] = None
-        elif settings.get("text_form") is None and schema.corpus:
-            settings["text_form"] = schema.corpus.variant_form  # what `slcolm slm train` reads
+        given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+        if given.get("text_form") in ("", "none"):
+            given["text_form"] = None
         summary = train(
             train_records,
             dev_records,
             schema,
             model_dir,
-            TrainConfig(**settings),
+            train_config(schema, given),
             on_epoch=lambda e, r: print(json.dumps(r), flush=True),
         )
         train_rss = peak_rss_mb()
@@ -128,7 +128,7 @@ def main() -> None:
             str(args.data),
             "--model",
             str(model_dir),
-            *(["--threads", str(args.threads)] if args.threads else []),
+            *(["--threads", str(args.threads)] if getattr(args, "threads", None) else []),
         ],
         capture_output=True,
         text=True,

@@ -33,6 +33,9 @@ ApiBaseOption = Annotated[
     str | None, typer.Option("--api-base", help="An OpenAI-compatible server for --lm.")
 ]
 SLMDirOption = Annotated[Path, typer.Option("--slm", help="A trained SLM directory.")]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Where the SLM runs: cpu, cuda, cuda:N, or auto (a GPU if visible).")
+]
 DemoPoolOption = Annotated[
     str, typer.Option("--demo-pool", help="Split the demonstrations come from (never test).")
 ]

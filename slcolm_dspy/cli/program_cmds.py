@@ -22,6 +22,7 @@ from slcolm_dspy.cli.options import (
     ConcurrencyOption,
     DataOption,
     DemoPoolOption,
+    DeviceOption,
     EmbedderOption,
     LMOption,
     MaxTokensOption,
@@ -252,7 +253,8 @@ RayAddressOpt = Annotated[
 ActorsOpt = Annotated[int, typer.Option(min=1, help="--engine ray: actors, each with the whole program.")]
 ActorCpusOpt = Annotated[float, typer.Option(min=0.0, help="--engine ray: CPUs per actor.")]
 ActorGpusOpt = Annotated[
-    float, typer.Option(min=0.0, help="--engine ray: GPUs reserved per actor (the SLM itself runs on CPU).")
+    float,
+    typer.Option(min=0.0, help="--engine ray: GPUs per actor; above 0 each actor runs its SLM on its GPU."),
 ]
 
 
@@ -275,6 +277,7 @@ def extract(
     actors: ActorsOpt = 1,
     actor_cpus: ActorCpusOpt = 1.0,
     actor_gpus: ActorGpusOpt = 0.0,
+    device: DeviceOption = "auto",
 ) -> None:
     """Apply a compiled program to text: SLM, guided LLM, merge; resumable."""
     from slcolm_dspy.program import load_program
@@ -285,7 +288,7 @@ def extract(
     if engine == "ray" and not documents:
         raise SlcolmError("--engine ray runs document streams: add --documents")
     compiled = load_program(program)
-    run = RunOptions(lm, api_base, slm, data, concurrency, max_tokens)
+    run = RunOptions(lm, api_base, slm, data, concurrency, max_tokens, device)
     if not documents:
         return _extract_sentences(compiled, input_path, out, run)
     ray = RayOptions(ray_address, actors, actor_cpus, actor_gpus) if engine == "ray" else None

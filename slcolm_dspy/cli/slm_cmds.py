@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from slcolm_dspy.cli.data_cmds import report_skipped
 from slcolm_dspy.cli.errors import reports_errors, stderr
-from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption, one_of
+from slcolm_dspy.cli.options import DataOption, DeviceOption, SchemaOption, SkipBadOption, one_of
 from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import Schema, load_schema
@@ -20,7 +20,7 @@ from slcolm_dspy.data.io import drop_torn_tail, written_ids
 from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.writers import JsonlAppender
-from slcolm_dspy.slm.config import TrainConfig
+from slcolm_dspy.slm.config import TrainConfig, train_config
 
 DEFAULTS = TrainConfig()
 
@@ -53,7 +53,15 @@ UnitsOpt = Annotated[
         "--units", help="Spans over char(acters) or word(s); auto: from the schema's language or the data."
     ),
 ]
-EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="The schedule: a fixed number of epochs.")]
+EpochsOpt = Annotated[
+    int,
+    typer.Option(
+        "--epochs",
+        min=1,
+        show_default=False,
+        help=f"The schedule, in epochs (the schema's [slm] epochs, else {TrainConfig.epochs}).",
+    ),
+]
 MaxMinutesOpt = Annotated[
     float, typer.Option("--max-minutes", help="A guard: stop (and say so) after this much wall-clock time.")
 ]
@@ -69,7 +77,9 @@ FreezeOpt = Annotated[
 EncoderLayersOpt = Annotated[
     int | None,
     typer.Option(
-        "--encoder-layers", min=1, help="Keep this many lowest encoder layers (default: all of them)."
+        "--encoder-layers",
+        min=1,
+        help="Keep this many lowest encoder layers (default: the schema's [slm] setting, else all).",
     ),
 ]
 LrEncoderOpt = Annotated[
@@ -114,9 +124,16 @@ ProbabilityOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0)]
 TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was given (command line or environment), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 @slm_app.command("train")
 @reports_errors
 def train(
+    ctx: typer.Context,
     data: DataOption = None,
     out: OutOpt = Path("runs/slm"),
     encoder: EncoderOpt = "e5",
@@ -138,10 +155,12 @@ def train(
     threads: ThreadsOpt = None,
     schema_name: SchemaOption = "chisre",
 ) -> None:
-    """Train on the train split; evaluate on dev every epoch; keep the best-on-dev checkpoint."""
+    """Train on the train split; evaluate on dev every epoch; keep the best-on-dev checkpoint.
+    Settings not given come from the schema's [slm] table, else TrainConfig's defaults."""
     output_dir(out)
-    # every option but data, out and schema is the TrainConfig field of the same name
-    options = {k: v for k, v in locals().items() if k in TRAIN_FIELDS}
+    # every option but data, out and schema is the TrainConfig field of the same name; only
+    # those given on the command line override the schema's [slm] settings
+    options = {k: v for k, v in locals().items() if k in TRAIN_FIELDS and _given(ctx, k)}
     one_of("--units", units, ("auto", "char", "word"))
     one_of("--precision", precision, ("auto", "bf16", "fp32"))
     schema = load_schema(schema_name)
@@ -150,9 +169,7 @@ def train(
     report_skipped(report)
     dev_records, report = load_split(data_dir, "dev", schema)
     report_skipped(report)
-    # e5 saw far more simplified than traditional Chinese; chosen on dev (BENCHMARKS.md)
-    options["text_form"] = text_form or (schema.corpus.variant_form if schema.corpus else None)
-    config = TrainConfig(**options)
+    config = train_config(schema, options)
     summary = _train_with_progress(train_records, dev_records, schema, out, config)
     _report_training(summary, out, schema.primary_protocol)
 
@@ -240,6 +257,7 @@ def predict(
     batch_size: BatchOpt = 32,
     schema_name: SchemaOption = "chisre",
     skip_bad: SkipBadOption = False,
+    device: DeviceOption = "auto",
 ) -> None:
     """Predict entities (with confidence) and relations (with probability) for every sentence."""
     output_file(out)
@@ -249,7 +267,7 @@ def predict(
     records, report = read_records(data, schema, skip_bad=skip_bad)
     report_skipped(report)
     extractor = SpanExtractor.load(
-        model, relation_threshold=relation_threshold, entity_threshold=entity_threshold
+        model, relation_threshold=relation_threshold, entity_threshold=entity_threshold, device=device
     )
     extractor.batch_size = batch_size
     drop_torn_tail(out)  # a crash mid-write left half a record: cut it, it is predicted again

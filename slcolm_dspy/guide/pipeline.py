@@ -124,11 +124,18 @@ class Guide:
 
     @classmethod
     def from_files(
-        cls, schema: Schema, slm_dir: Path, embedder: str, pool: Sequence[Sentence], config: GuideConfig
+        cls,
+        schema: Schema,
+        slm_dir: Path,
+        embedder: str,
+        pool: Sequence[Sentence],
+        config: GuideConfig,
+        device: str = "auto",
     ) -> Guide:
-        """A guide with the SLM loaded from `slm_dir` and the embedder named by `embedder`
-        (e5 or a sentence-transformers directory); passage vectors cached under $SLCOLM_CACHE."""
-        extractor = SpanExtractor.load(slm_dir)
+        """A guide with the SLM loaded from `slm_dir` onto `device` and the embedder named by
+        `embedder` (e5 or a sentence-transformers directory); passage vectors cached under
+        $SLCOLM_CACHE."""
+        extractor = SpanExtractor.load(slm_dir, device=device)
         return cls(schema, extractor, make_embedder(embedder), pool, config, cache=cache_dir() / "embeddings")
 
     def _configure_modules(self) -> None:

@@ -30,16 +30,19 @@ from slcolm_dspy.program.outcome import GuideOutcome
 from slcolm_dspy.program.runner import is_complete, run_program
 
 
-def guide_for(compiled: CompiledProgram, slm: Path | None = None, data: Path | None = None) -> Guide:
-    """The guide a compiled program runs with: its SLM (hash checked), its embedder and its
-    demonstration pool (checksum checked). Built once per program, SLM and data directory."""
-    key = (slm, data)
+def guide_for(
+    compiled: CompiledProgram, slm: Path | None = None, data: Path | None = None, device: str = "auto"
+) -> Guide:
+    """The guide a compiled program runs with: its SLM (hash checked) on `device`, its embedder
+    and its demonstration pool (checksum checked). Built once per program, SLM, data directory
+    and device."""
+    key = (slm, data, device)
     if key not in compiled.guides:
-        compiled.guides[key] = _build_guide(compiled, slm, data)
+        compiled.guides[key] = _build_guide(compiled, slm, data, device)
     return compiled.guides[key]
 
 
-def _build_guide(compiled: CompiledProgram, slm: Path | None, data: Path | None) -> Guide:
+def _build_guide(compiled: CompiledProgram, slm: Path | None, data: Path | None, device: str) -> Guide:
     config = compiled.program.config
     retrieval = compiled.retrieval
     pool: list[Sentence] = []
@@ -54,7 +57,7 @@ def _build_guide(compiled: CompiledProgram, slm: Path | None, data: Path | None)
                 f"the demonstration pool ({split} in {data_dir}) differs from the one compiled with"
             )
     embedder = retrieval.get("embedder", "e5")
-    return Guide.from_files(compiled.schema, compiled.slm_dir(slm), embedder, pool, config)
+    return Guide.from_files(compiled.schema, compiled.slm_dir(slm), embedder, pool, config, device)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class RunOptions:
     data: Path | None = None
     concurrency: int = 1
     max_tokens: int = DEFAULT_MAX_TOKENS
+    device: str = "auto"  # where the SLM runs: cpu, cuda[:N], or auto (a GPU where one is visible)
 
 
 DEFAULT_OPTIONS = RunOptions()
@@ -95,7 +99,7 @@ def run_guided(
     open (a stream keeps one for all its batches); else one is opened for this run."""
     if is_complete(run_dir, inputs):
         return GuideOutcome.read(run_dir, inputs, compiled.schema), 0
-    guide = guide_for(compiled, options.slm, options.data)
+    guide = guide_for(compiled, options.slm, options.data, options.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if client is None:
@@ -167,7 +171,7 @@ def extract_records(
     """
     inputs = [r.with_predictions((), ()) for r in records]
     if compiled.policy.kind == "slm":
-        return guide_for(compiled, options.slm, options.data).slm.predict(inputs), 0
+        return guide_for(compiled, options.slm, options.data, options.device).slm.predict(inputs), 0
     outcome, calls = run_guided(compiled, inputs, work_dir, options, on_done=on_done, client=client)
     return compiled.policy.apply_all(outcome.llm, outcome.slm), calls
 

@@ -68,7 +68,7 @@ def slm_run(
         by_id = {r.id: r for r in read_jsonl(path, compiled.schema)[0]}
         if all(r.id in by_id for r in inputs):
             return [by_id[r.id] for r in inputs]
-    records = guide_for(compiled, options.slm, options.data).slm.predict(inputs)
+    records = guide_for(compiled, options.slm, options.data, options.device).slm.predict(inputs)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(records, path)
     stamp_path.write_text(stamp + "\n")

@@ -58,7 +58,23 @@ class RayOptions:
     batch: int = 64  # documents per actor call
 
 
-def _require_ray() -> Any:
+# Ray's own bookkeeping that a local run started here never reads (no dashboard, no state API
+# queries, no metrics scraper) but that its daemons pay for on the job's cores: per-task event
+# reports to the GCS, metrics export and event statistics. Read by Ray's C++ config when it is
+# imported and inherited by the daemons `ray.init` spawns; a value already set wins.
+QUIET_LOCAL_RAY = {
+    "RAY_USAGE_STATS_ENABLED": "0",  # and no usage report sent out
+    "RAY_task_events_report_interval_ms": "0",
+    "RAY_enable_metrics_collection": "0",
+    "RAY_event_stats": "0",
+}
+
+
+def _require_ray(local: bool) -> Any:
+    """Ray, imported; for a Ray started here (`local`) with its bookkeeping off first."""
+    if local:
+        for name, value in QUIET_LOCAL_RAY.items():
+            os.environ.setdefault(name, value)
     try:
         import ray
         import ray.data
@@ -105,7 +121,7 @@ def extract_document_stream_ray(
     on_document: Callable[[StreamSummary], None] | None = None,
 ) -> StreamSummary:
     """`extract_document_stream` on Ray: the same records in the same order, the same resume."""
-    ray = _require_ray()
+    ray = _require_ray(local=ray_options.address is None)
     started_here = not ray.is_initialized()
     if started_here:
         _start(ray, ray_options)
@@ -114,7 +130,8 @@ def extract_document_stream_ray(
     context.enable_progress_bars = False
     work_root = out.parent / f"{out.name}.run"
     summary = StreamSummary()
-    actor_args = (str(program_dir.resolve()), dataclasses.asdict(options), str(work_root.resolve()))
+    actor_options = dataclasses.asdict(dataclasses.replace(options, device=actor_device(ray_options)))
+    actor_args = (str(program_dir.resolve()), actor_options, str(work_root.resolve()))
     try:
         with RecordOutput(out, shards) as sink:
             batches = document_batches(documents, ray_options.batch, sink.done, summary)
@@ -127,12 +144,18 @@ def extract_document_stream_ray(
     return summary
 
 
+def actor_device(ray_options: RayOptions) -> str:
+    """Where an actor's SLM runs: an actor with a GPU share runs it there (Ray makes that GPU
+    the one the actor sees); one without stays on its CPUs even where the node has GPUs that
+    other actors hold."""
+    return "cuda" if ray_options.num_gpus > 0 else "cpu"
+
+
 def _start(ray: Any, ray_options: RayOptions) -> None:
     if ray_options.address:
         ray.init(address=ray_options.address, log_to_driver=False)
         return
-    # a local Ray on this machine only: loopback, no dashboard, no usage report sent out
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # a local Ray on this machine only: loopback, no dashboard, quiet (QUIET_LOCAL_RAY)
     ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
 
 

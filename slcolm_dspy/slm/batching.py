@@ -9,6 +9,7 @@ sits farthest from an edge, so spans and pairs that cross a window edge see ordi
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -282,6 +283,14 @@ class Batch:
     pair_types: torch.Tensor  # (P, 2): entity type ids of head and tail (0 = none)
     span_labels: torch.Tensor | None = None  # (N,) entity type ids, 0 = none
     pair_labels: torch.Tensor | None = None  # (P, relation types) multi-hot
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with every tensor on `device` (the SLM on a GPU); row keys as they are."""
+        moved = {
+            f.name: value.to(device) if isinstance(value := getattr(self, f.name), torch.Tensor) else value
+            for f in dataclasses.fields(self)
+        }
+        return Batch(**moved)
 
 
 def collate(

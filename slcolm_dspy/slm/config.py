@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from slcolm_dspy.core.errors import SlcolmError
+
+if TYPE_CHECKING:
+    from slcolm_dspy.core.schema import Schema
 
 LR_ENCODER_BY_UNIT = {"char": 2e-4, "word": 5e-5}
 
@@ -11,8 +18,9 @@ LR_ENCODER_BY_UNIT = {"char": 2e-4, "word": 5e-5}
 class TrainConfig:
     encoder: str = "e5"
     # Ten epochs of full fine-tuning, the best measured schedule (BENCHMARKS.md, "SLM"): 16.7 min
-    # for CoNLL04 (922 sentences) and up to 40 min for ChisRE (3,208) on 2 cores; freezing and
-    # caching 8 lower layers (--freeze-layers 8) is 2x faster but lost 10 dev points.
+    # for CoNLL04 (922 sentences) on 2 cores; ChisRE (3,208) takes up to 40 min so, to fit the
+    # 20-minute budget, its schema's [slm] table sets a shorter schedule chosen on dev; freezing
+    # and caching 8 lower layers (--freeze-layers 8) is 2x faster but lost 10 dev points.
     epochs: int = 10
     max_minutes: float = 60.0  # a guard, not the schedule
     batch_size: int = 16
@@ -48,3 +56,24 @@ class TrainConfig:
     seed: int = 13
     threads: int | None = None  # None: every core
     profile: bool = True  # time every phase of every step (summary["profile"])
+
+
+def train_config(schema: Schema, given: Mapping[str, Any]) -> TrainConfig:
+    """The training settings for `schema`'s corpus: TrainConfig's defaults, then the schema's
+    `[slm]` table (settings chosen on that corpus's dev, e.g. a schedule that fits the training
+    budget), then what the user gave, which always wins. The text form defaults to the corpus's
+    variant form (e5 saw far more simplified than traditional Chinese; chosen on dev)."""
+    names = {f.name for f in fields(TrainConfig)}
+    from_schema = dict(schema.raw.get("slm", {}))
+    unknown = sorted(set(from_schema) - names)
+    if unknown:
+        raise SlcolmError(f"{schema.source}: [slm] {', '.join(unknown)}: not a training setting")
+    defaults = TrainConfig()
+    for name, value in from_schema.items():
+        default = getattr(defaults, name)
+        fits = isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool)
+        if default is not None and not fits and not (isinstance(default, float) and type(value) is int):
+            raise SlcolmError(f"{schema.source}: [slm] {name} = {value!r}: expected {type(default).__name__}")
+    if schema.corpus and schema.corpus.variant_form:
+        from_schema.setdefault("text_form", schema.corpus.variant_form)
+    return TrainConfig(**(from_schema | {k: v for k, v in given.items() if k in names}))

@@ -2,8 +2,10 @@
 
 Texts of any length: a text longer than the encoder's positions is read in overlapping windows
 (`batching.windows`); span and pair work is done in chunks, so memory grows with the text, not
-with its square. Where the CPU has bf16 units (AMX / AVX-512 BF16) inference runs under bf16
-autocast (`precision="auto"`); `precision="fp32"` turns it off.
+with its square. Where the CPU has bf16 units (AMX / AVX-512 BF16), or the GPU bf16 support,
+inference runs under bf16 autocast (`precision="auto"`); `precision="fp32"` turns it off. The
+model runs on the device it is given (`device="cuda"`, or `auto`: a GPU where one is visible);
+everything it returns is on the CPU.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.slm import checkpoint
 from slcolm_dspy.slm.batching import Batch, Encoded, Labels, SpanRules, collate, encode_for_inference
@@ -32,11 +35,27 @@ def bf16_supported() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
 
 
-def autocast_context(precision: str):
-    """bf16 autocast for `bf16`, and for `auto` where the CPU supports it; fp32 otherwise."""
-    if precision == "bf16" or (precision == "auto" and bf16_supported()):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+def autocast_context(precision: str, device_type: str = "cpu"):
+    """bf16 autocast for `bf16`, and for `auto` where the device supports it; fp32 otherwise."""
+    native = torch.cuda.is_bf16_supported() if device_type == "cuda" else bf16_supported()
+    if precision == "bf16" or (precision == "auto" and native):
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU where one is visible, else the CPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SlcolmError(f"--device {name}: not a device (cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SlcolmError(f"--device {name}: no CUDA GPU is visible to this process")
+    if device.type not in ("cpu", "cuda"):
+        raise SlcolmError(f"--device {name}: the SLM runs on cpu or cuda")
+    return device
 
 
 @dataclass
@@ -64,7 +83,7 @@ class _Scored:
 
     items: list[Encoded]
     batch: Batch
-    hidden: torch.Tensor
+    hidden: torch.Tensor  # on the model's device (read only by `representations`)
     by_sentence: dict[int, list[int]]
     conf: torch.Tensor
     label: torch.Tensor
@@ -88,8 +107,11 @@ class SpanExtractor:
         overlapping: bool = False,
         text_form: str | None = None,
         precision: str = "auto",
+        device: str | None = None,
     ) -> None:
-        self.model = model.eval()
+        # None: where the model already is (training evaluates its own model in place)
+        self.device = next(model.parameters()).device if device is None else resolve_device(device)
+        self.model = model.to(self.device).eval()
         self.vocab = vocab
         self.labels = labels
         self.rules = rules
@@ -147,21 +169,25 @@ class SpanExtractor:
         batch = collate(
             items, self.vocab, len(self.labels.relation_types), model.encoder.max_length, with_labels=False
         )
-        with autocast_context(self.precision):
-            hidden = model.text_states(batch)
+        # `batch` stays on the CPU for the bookkeeping below; the model reads `on_device`
+        on_device = batch.to(self.device)
+        with autocast_context(self.precision, self.device.type):
+            hidden = model.text_states(on_device)
             pool = RangeMax(hidden)
             conf_parts, label_parts, kept_vecs = [], [], {}
-            for lo in range(0, batch.spans.shape[0], CHUNK):
-                spans = batch.spans[lo : lo + CHUNK]
-                vecs = model.span_vectors(pool, spans, batch.widths[lo : lo + CHUNK])
+            for lo in range(0, on_device.spans.shape[0], CHUNK):
+                spans = on_device.spans[lo : lo + CHUNK]
+                vecs = model.span_vectors(pool, spans, on_device.widths[lo : lo + CHUNK])
                 probs = model.entity_logits(hidden, spans, vecs).float().softmax(-1)
                 conf, label = probs.max(-1)
                 conf_parts.append(conf)
                 label_parts.append(label)
                 for i in ((label > 0) & (conf >= self.entity_threshold)).nonzero().squeeze(1).tolist():
                     kept_vecs[lo + i] = vecs[i]
-            conf = torch.cat(conf_parts) if conf_parts else torch.zeros(0)
-            label = torch.cat(label_parts) if label_parts else torch.zeros(0, dtype=torch.long)
+            conf = torch.cat(conf_parts).cpu() if conf_parts else torch.zeros(0)
+            no_labels = torch.zeros(0, dtype=torch.long, device=self.device)
+            label_on_device = torch.cat(label_parts) if label_parts else no_labels
+            label = label_on_device.cpu()
             span_list = {i: batch.spans[i].tolist() for i in kept_vecs}
             confidence = {i: float(conf[i]) for i in kept_vecs}
             by_sentence: dict[int, list[int]] = {}
@@ -182,19 +208,20 @@ class SpanExtractor:
             prob_parts, vec_parts = [], []
             for lo in range(0, len(pairs), CHUNK):
                 part = pairs[lo : lo + CHUNK]
-                index = torch.tensor(part, dtype=torch.long)
+                index = torch.tensor(part, dtype=torch.long, device=self.device)
                 span_vecs = torch.stack([kept_vecs[i] for pair in part for i in pair]).reshape(
                     len(part), 2, -1
                 )
                 # pair_vectors reads span vectors by index: give it this chunk's spans only
-                local_spans = batch.spans[index.reshape(-1)]
-                local_pairs = torch.arange(2 * len(part)).reshape(-1, 2)
+                local_spans = on_device.spans[index.reshape(-1)]
+                local_pairs = torch.arange(2 * len(part), device=self.device).reshape(-1, 2)
+                pair_types = label_on_device[index]
                 vecs = model.pair_vectors(
-                    pool, local_spans, span_vecs.reshape(2 * len(part), -1), local_pairs, label[index]
+                    pool, local_spans, span_vecs.reshape(2 * len(part), -1), local_pairs, pair_types
                 )
-                prob_parts.append(torch.sigmoid(model.relation_head(vecs).float()).numpy())
+                prob_parts.append(torch.sigmoid(model.relation_head(vecs).float()).cpu().numpy())
                 if keep_pair_vectors:
-                    vec_parts.append(vecs.float())
+                    vec_parts.append(vecs.float().cpu())
         n_types = len(self.labels.relation_types)
         rel_probs = np.concatenate(prob_parts) if prob_parts else np.zeros((0, n_types), dtype=np.float32)
         pair_vecs = torch.cat(vec_parts) if vec_parts else None
@@ -310,8 +337,9 @@ class SpanExtractor:
         sentence_vecs, pair_rows, pair_vecs = [], [], []
         for lo, chunk in self._batches(records):
             scored = self._run(chunk, keep_pair_vectors=True)
-            mask = scored.batch.mask.unsqueeze(-1).float()
-            sentence_vecs.append(((scored.hidden.float() * mask).sum(1) / mask.sum(1)).numpy())
+            hidden = scored.hidden.float()
+            mask = scored.batch.mask.to(hidden.device).unsqueeze(-1).float()
+            sentence_vecs.append(((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy())
             spans = scored.batch.spans
             order = {
                 b: sorted(idxs, key=lambda i: (int(spans[i, 1]), int(spans[i, 2])))
