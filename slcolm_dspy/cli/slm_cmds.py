@@ -266,9 +266,8 @@ def predict(
     schema = load_schema(schema_name)
     records, report = read_records(data, schema, skip_bad=skip_bad)
     report_skipped(report)
-    extractor = SpanExtractor.load(
-        model, relation_threshold=relation_threshold, entity_threshold=entity_threshold, device=device
-    )
+    thresholds = {"relation_threshold": relation_threshold, "entity_threshold": entity_threshold}
+    extractor = SpanExtractor.load(model, **thresholds, device=device)
     extractor.batch_size = batch_size
     drop_torn_tail(out)  # a crash mid-write left half a record: cut it, it is predicted again
     done = written_ids(out)
