@@ -76,4 +76,9 @@ def train_config(schema: Schema, given: Mapping[str, Any]) -> TrainConfig:
             raise SlcolmError(f"{schema.source}: [slm] {name} = {value!r}: expected {type(default).__name__}")
     if schema.corpus and schema.corpus.variant_form:
         from_schema.setdefault("text_form", schema.corpus.variant_form)
-    return TrainConfig(**(from_schema | {k: v for k, v in given.items() if k in names}))
+    given = {k: v for k, v in given.items() if k in names}
+    if given.get("encoder", TrainConfig.encoder) == "scratch":
+        # the schema's layer count is for the pretrained encoder it was chosen with; the
+        # scratch BiLSTM has no such layers (given on the command line, it is still an error)
+        from_schema.pop("encoder_layers", None)
+    return TrainConfig(**(from_schema | given))

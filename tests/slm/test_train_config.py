@@ -39,6 +39,13 @@ def test_the_schema_fills_what_the_user_did_not_give(tmp_path):
     assert (given.epochs, given.encoder_layers, given.text_form) == (5, 2, None)
 
 
+def test_the_schema_layer_count_is_not_forced_on_the_scratch_encoder(tmp_path):
+    schema = load_schema(str(schema_with(tmp_path, "chisre", "epochs = 3\nencoder_layers = 2")))
+    config = train_config(schema, {"encoder": "scratch"})
+    assert (config.encoder, config.encoder_layers, config.epochs) == ("scratch", None, 3)
+    assert train_config(schema, {"encoder": "scratch", "encoder_layers": 2}).encoder_layers == 2
+
+
 def test_without_an_slm_table_the_defaults_hold(tmp_path):
     schema = load_schema(str(schema_with(tmp_path, "conll04", "")))
     assert train_config(schema, {}) == TrainConfig()
