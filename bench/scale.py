@@ -18,6 +18,7 @@ of one sentence each.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -32,16 +33,18 @@ from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split
 
 
-def train_sentences(args: argparse.Namespace) -> tuple[list[str], str]:
+@functools.cache
+def train_sentences(schema_name: str, data: Path) -> tuple[tuple[str, ...], str]:
     """The train split's sentences (any corpus the schema reads) and how running text joins
-    them: a space where the language writes one between words, nothing where it does not."""
-    schema = load_schema(args.schema)
-    records, _ = load_split(args.data, "train", schema)
-    return [r.text for r in records], " " if schema.spaced else ""
+    them: a space where the language writes one between words, nothing where it does not.
+    Read once per run: every document set of a benchmark is cut from the same split."""
+    schema = load_schema(schema_name)
+    records, _ = load_split(data, "train", schema)
+    return tuple(r.text for r in records), " " if schema.spaced else ""
 
 
 def write_documents(args: argparse.Namespace, documents: int, per_document: int, path: Path) -> int:
-    sentences, joiner = train_sentences(args)
+    sentences, joiner = train_sentences(args.schema, args.data)
     with path.open("w", encoding="utf-8") as out:
         for i in range(documents):
             at = i * per_document

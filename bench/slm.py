@@ -92,9 +92,10 @@ def main() -> None:
         # absent unless given: what is not given comes from the schema's [slm], as in `slcolm slm train`
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=argparse.SUPPRESS)
     args = parser.parse_args()
+    threads = getattr(args, "threads", None)  # absent unless given
 
     if args.measure_only:
-        print(json.dumps(measure(args.schema, args.data, args.model, getattr(args, "threads", None))))
+        print(json.dumps(measure(args.schema, args.data, args.model, threads)))
         return
 
     schema = load_schema(args.schema)
@@ -128,7 +129,7 @@ def main() -> None:
             str(args.data),
             "--model",
             str(model_dir),
-            *(["--threads", str(args.threads)] if getattr(args, "threads", None) else []),
+            *(["--threads", str(threads)] if threads else []),
         ],
         capture_output=True,
         text=True,
