@@ -5,7 +5,8 @@ Running text is made from the train split of `--schema`'s corpus (default conll0
 `--sentences-per-document` consecutive sentences (cycled), ids d0, d1, ... Each run is a fresh
 process tree (the Ray engine starts its own local Ray); its peak memory is the largest sum of RSS
 over the whole tree (driver, Ray's daemons and workers, the local LLM server), sampled every 0.2 s
-from /proc; wall time includes start-up (Ray's too). Both engines must write the same bytes. Two
+from /proc, with each process's CPU seconds (by Ray's title or program name: where Ray's cores
+go); wall time includes start-up (Ray's too). Both engines must write the same bytes. Two
 programs: `--program` as compiled (on CoNLL04 its policy is the SLM alone), and the same program
 with its policy set to the LLM's records (`llm`: the local LLM answers the pairs its compiled
 routing sends, on `--llm-sentences`). Memory flatness: the local engine at `--flat-counts` documents
@@ -53,10 +54,15 @@ def write_documents(args: argparse.Namespace, documents: int, per_document: int,
     return documents * per_document
 
 
-def _tree_rss_kb(root: int) -> int:
-    """RSS summed over `root` and all its descendants (Ray's workers are grandchildren)."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_sample(root: int, cpu: dict[int, tuple[str, float]]) -> int:
+    """RSS summed over `root` and all its descendants (Ray's workers are grandchildren); each
+    process's CPU seconds so far go into `cpu` (pid -> name, seconds), its last sample kept."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
+    ticks: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -65,7 +71,9 @@ def _tree_rss_kb(root: int) -> int:
             status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
-        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        fields = stat.rsplit(")", 1)[1].split()
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
         rss[int(entry)] = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), 0)
     tree, frontier = {root}, [root]
     while frontier:
@@ -73,7 +81,36 @@ def _tree_rss_kb(root: int) -> int:
         children = [p for p, parent in parents.items() if parent == pid and p not in tree]
         tree.update(children)
         frontier += children
+    for pid in tree & ticks.keys():
+        cpu[pid] = (cpu[pid][0] if pid in cpu else _process_name(pid), ticks[pid])
     return sum(rss.get(p, 0) for p in tree)
+
+
+def _process_name(pid: int) -> str:
+    """What a process is: Ray's title for its workers (`ray::IDLE`, `ray::MapWorker(...)`), else
+    the program, with the module for Python ones (Ray's agents and monitors are Python)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    argv = [a for a in argv if a]
+    if not argv:
+        return "?"
+    if argv[0].startswith("ray::"):
+        return argv[0].split()[0]
+    program = Path(argv[0]).name
+    if program.startswith("python"):
+        script = next((a for a in argv[1:] if not a.startswith("-")), "")
+        return f"python {Path(script).name}" if script else program
+    return program
+
+
+def cpu_by_process(cpu: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per kind of process, largest first (processes with the same name summed)."""
+    totals: dict[str, float] = {}
+    for name, seconds in cpu.values():
+        totals[name] = totals.get(name, 0.0) + seconds
+    return {name: round(s, 1) for name, s in sorted(totals.items(), key=lambda kv: -kv[1]) if s >= 0.05}
 
 
 def guided_copy(program: Path, where: Path) -> Path:
@@ -110,9 +147,9 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, pr
     env = os.environ | {"COLUMNS": "400"}  # the summary on one line, for SUMMARY
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, env=env)
-        peak = 0
+        peak, cpu = 0, {}
         while proc.poll() is None:
-            peak = max(peak, _tree_rss_kb(proc.pid))
+            peak = max(peak, _tree_sample(proc.pid, cpu))
             time.sleep(0.2)
         seconds = time.monotonic() - started
         stdout.seek(0), stderr.seek(0)
@@ -128,6 +165,8 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, pr
         "llm_calls": calls,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
+        "cpu_seconds": round(sum(seconds for _, seconds in cpu.values()), 1),
+        "cpu_seconds_by_process": cpu_by_process(cpu),
     }
 
 
@@ -264,29 +303,37 @@ def main() -> int:
         out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(json.dumps(result, indent=1))
         return 0
-    flat = []
+    # Written after every part (`"complete": false` until the last): a run cut short keeps what
+    # it measured.
+    result: dict = {"command": "python bench/scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count()}
+    result |= {"complete": False, "programs": [], "flat_memory": []}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
     with tempfile.TemporaryDirectory(prefix="slcolm-scale-") as tmp_name:
         tmp = Path(tmp_name)
         slm_only = compare_engines(args, tmp, args.program, args.sentences, "as compiled", args.repeats)
+        result["programs"].append(slm_only)
+        save()
         guided_program = guided_copy(args.program, tmp / "guided-program")
         guided = compare_engines(args, tmp, guided_program, args.llm_sentences, "llm")
+        result["programs"].append(guided)
+        result["projection"] = projection(slm_only, guided)
+        save()
+        flat = result["flat_memory"]
         for count in args.flat_counts:
             one_each = tmp / f"flat{count}.jsonl"
             write_documents(args, count, 1, one_each)
             row = run_extract(args, one_each, tmp / f"flat-out{count}.jsonl", "local", args.program)
             flat.append(row | {"documents": count})
             print(json.dumps(flat[-1]), flush=True)
-    result = {
-        "command": "python bench/scale.py " + " ".join(sys.argv[1:]),
-        "cores": os.cpu_count(),
-        "programs": [slm_only, guided],
-        "flat_memory": flat,
-        "rss_growth": round(flat[1]["peak_rss_mb"] / flat[0]["peak_rss_mb"] - 1, 4),
-        "projection": projection(slm_only, guided),
-    }
+            save()
+    result["rss_growth"] = round(flat[1]["peak_rss_mb"] / flat[0]["peak_rss_mb"] - 1, 4)
+    result["complete"] = True
+    save()
     print(json.dumps(result, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
