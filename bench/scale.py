@@ -87,8 +87,9 @@ def _tree_sample(root: int, cpu: dict[int, tuple[str, float]]) -> int:
 
 
 def _process_name(pid: int) -> str:
-    """What a process is: Ray's title for its workers (`ray::IDLE`, `ray::MapWorker(...)`), else
-    the program, with the module for Python ones (Ray's agents and monitors are Python)."""
+    """What a process is: Ray's title where its cmdline carries one (`ray::IDLE`), else the
+    program, with the script for Python ones (on Ray 2.60 here every worker reads as
+    `python default_worker.py`; Ray's agents and monitors are Python too)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
@@ -258,6 +259,11 @@ def projection(slm_only: dict, guided: dict, sentences: int = 1_000_000) -> dict
     }
 
 
+def result_header() -> dict:
+    """What every results file starts with: the command that made it and the cores it ran on."""
+    return {"command": "python bench/scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count()}
+
+
 def program_arguments(description: str | None) -> argparse.ArgumentParser:
     """The arguments every scale benchmark takes: the compiled program, its SLM, the corpus."""
     parser = argparse.ArgumentParser(
@@ -292,7 +298,7 @@ def main() -> int:
     if args.against_cluster or args.engines_only:
         name = "scale_cluster.json" if args.against_cluster else "scale_engines.json"
         out = args.out if args.out != parser.get_default("out") else args.out.with_name(name)
-        result = {"command": "python bench/scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count()}
+        result = result_header()
         if args.against_cluster:
             result |= against_cluster(args)
         else:
@@ -305,7 +311,7 @@ def main() -> int:
         return 0
     # Written after every part (`"complete": false` until the last): a run cut short keeps what
     # it measured.
-    result: dict = {"command": "python bench/scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count()}
+    result = result_header()
     result |= {"complete": False, "programs": [], "flat_memory": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
