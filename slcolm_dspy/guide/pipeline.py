@@ -179,8 +179,23 @@ class Guide:
             return cached_passages(self.embedder, texts, cache)
         return self.embedder.queries(texts)
 
-    def prepare(self, records: Sequence[Sentence]) -> list[Prepared]:
-        predicted = self.slm.predict_with_pair_scores(records)
+    def prepare(
+        self, records: Sequence[Sentence], *, batch_with: Sequence[Sentence] | None = None
+    ) -> list[Prepared]:
+        """Each record's SLM hints, definitions and demonstrations, ready to ask the LLM.
+
+        `batch_with` (the whole run, of which `records` are the part still to do): the SLM reads
+        all of it, so every sentence shares the batches it had in the uninterrupted run. The SLM's
+        low-precision kernels shift a borderline probability with the padding a batch brings, a
+        shifted hint is a different prompt, and a resumed run would pay again for an answer its
+        cache already holds."""
+        if batch_with is None:
+            predicted = self.slm.predict_with_pair_scores(records)
+        else:
+            whole = dict(
+                zip((r.id for r in batch_with), self.slm.predict_with_pair_scores(batch_with), strict=True)
+            )
+            predicted = [whole[r.id] for r in records]
         slm_records = [p for p, _ in predicted]
         definitions = self.selector.select_all(records, slm_records)
         if self.strategy.wants_demos and records and self.retriever is not None:
@@ -308,7 +323,7 @@ def run_guide(
     adapter = make_adapter(guide.config.adapter, guide.schema)
     history_start = len(lm.history)
     started = time.monotonic()
-    prepared = guide.prepare(todo)
+    prepared = guide.prepare(todo, batch_with=records if done and todo else None)
     # The SLM's own predictions for every sentence, for merging and scoring beside the LLM's:
     # those just prepared, plus (on a resumed run) the sentences written before, read back as
     # stored. Predicting those again is not safe: the SLM's low-precision kernels can shift a
