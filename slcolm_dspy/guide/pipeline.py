@@ -184,18 +184,15 @@ class Guide:
     ) -> list[Prepared]:
         """Each record's SLM hints, definitions and demonstrations, ready to ask the LLM.
 
-        `batch_with` (the whole run, of which `records` are the part still to do): the SLM reads
-        all of it, so every sentence shares the batches it had in the uninterrupted run. The SLM's
-        low-precision kernels shift a borderline probability with the padding a batch brings, a
-        shifted hint is a different prompt, and a resumed run would pay again for an answer its
-        cache already holds."""
-        if batch_with is None:
-            predicted = self.slm.predict_with_pair_scores(records)
-        else:
-            whole = dict(
-                zip((r.id for r in batch_with), self.slm.predict_with_pair_scores(batch_with), strict=True)
-            )
-            predicted = [whole[r.id] for r in records]
+        `batch_with` (the whole run, of which `records` are the part still to do): all of it is
+        prepared, so every sentence shares the batches it had in the uninterrupted run. The SLM's
+        and the embedder's low-precision kernels shift a borderline probability or similarity with
+        the padding a batch brings; a shifted hint or definition is a different prompt, and a
+        resumed run would pay again for an answer its cache already holds."""
+        if batch_with is not None:
+            whole = {p.record.id: p for p in self.prepare(batch_with)}
+            return [whole[r.id] for r in records]
+        predicted = self.slm.predict_with_pair_scores(records)
         slm_records = [p for p, _ in predicted]
         definitions = self.selector.select_all(records, slm_records)
         if self.strategy.wants_demos and records and self.retriever is not None:
