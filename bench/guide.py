@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from slcolm_dspy.core.cache import cache_dir
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.data.readers import read_jsonl
@@ -20,7 +21,6 @@ from slcolm_dspy.guide.backends import LMSpec, open_lm
 from slcolm_dspy.guide.candidates import definition_recall
 from slcolm_dspy.guide.embed import make_embedder
 from slcolm_dspy.guide.pipeline import Guide, GuideConfig, run_guide
-from slcolm_dspy.slm.encoders import cache_dir
 from slcolm_dspy.slm.extractor import SpanExtractor
 
 AUTHORS_PROMPT_CHARS = 1855  # the authors' k=2 prompts, reference notes §3.1

@@ -133,10 +133,10 @@ def _run_guide(
     max_tokens: int,
 ) -> dict:
     """The guide run, with the LLM opened for it (a local server started and stopped)."""
+    from slcolm_dspy.core.cache import cache_dir
     from slcolm_dspy.guide.backends import LMSpec, open_lm
     from slcolm_dspy.guide.faults import RetryPolicy
     from slcolm_dspy.guide.pipeline import run_guide
-    from slcolm_dspy.slm.encoders import cache_dir
 
     # The LLM stage sees text only: gold annotations are stripped before anything is built.
     inputs = [g.with_predictions((), ()) for g in gold]
@@ -194,9 +194,9 @@ def serve(
     """Serve a local model over loopback (OpenAI-compatible) for other clients, until Ctrl-C."""
     import os
 
+    from slcolm_dspy.core.cache import cache_dir
     from slcolm_dspy.guide.local_model import assemble
     from slcolm_dspy.guide.server import free_port, serve_forever
-    from slcolm_dspy.slm.encoders import cache_dir
 
     gguf = assemble(model, cache_dir() / "models")
     serve_forever(

@@ -18,11 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dspy
 import numpy as np
 
+from slcolm_dspy.core.cache import cache_dir
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
@@ -47,8 +48,9 @@ from slcolm_dspy.guide.faults import (
 from slcolm_dspy.guide.grounding import Grounder, GroundingStats
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
 from slcolm_dspy.guide.strategies import GuideStrategy, strategy_for
-from slcolm_dspy.slm.encoders import cache_dir
-from slcolm_dspy.slm.extractor import PairScores, SpanExtractor
+
+if TYPE_CHECKING:  # torch comes with the SLM, loaded where a guide runs: a Ray driver never imports it
+    from slcolm_dspy.slm.extractor import PairScores, SpanExtractor
 
 ModuleName = Literal["extract", "choice"]
 
@@ -135,6 +137,8 @@ class Guide:
         """A guide with the SLM loaded from `slm_dir` onto `device` and the embedder named by
         `embedder` (e5 or a sentence-transformers directory); passage vectors cached under
         $SLCOLM_CACHE."""
+        from slcolm_dspy.slm.extractor import SpanExtractor
+
         extractor = SpanExtractor.load(slm_dir, device=device)
         return cls(schema, extractor, make_embedder(embedder), pool, config, cache=cache_dir() / "embeddings")
 

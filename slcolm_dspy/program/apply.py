@@ -120,7 +120,7 @@ def open_program_lm(
     compiled: CompiledProgram, options: RunOptions, log: Path
 ) -> contextlib.AbstractContextManager[Any]:
     """The LLM a run of the program talks to, open (a local server running) until the block ends."""
-    from slcolm_dspy.slm.encoders import cache_dir
+    from slcolm_dspy.core.cache import cache_dir
 
     model, base = lm_for(compiled, options.lm, options.api_base)
     spec = LMSpec(model, api_base=base, max_tokens=options.max_tokens)

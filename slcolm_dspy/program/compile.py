@@ -163,6 +163,6 @@ def compile_on_dev(
 
 
 def _cache() -> Path:
-    from slcolm_dspy.slm.encoders import cache_dir
+    from slcolm_dspy.core.cache import cache_dir
 
     return cache_dir()

@@ -3,22 +3,17 @@ multilingual-e5-small by default) or a small character BiLSTM trained from scrat
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from slcolm_dspy.core.cache import cache_dir
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.slm.units import CHAR, CLS, PAD, SEP, UNK, UnitVocab, build_unit_vocab
 
 DEFAULT_ENCODER = "e5"
-CACHE_ENV = "SLCOLM_CACHE"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "slcolm-dspy")
 
 
 def e5_dir() -> Path:

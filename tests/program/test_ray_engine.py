@@ -135,3 +135,31 @@ def test_waves_hold_whole_batches_up_to_a_count_and_a_character_budget():
     # a batch larger than the budget still goes, alone: the budget never drops documents
     assert [len(w) for w in _waves(iter(batches), max_batches=100, max_chars=5)] == [1] * 7
     assert [b for w in by_chars for b in w] == batches
+
+
+def test_the_ray_driver_runs_the_cli_without_importing_torch(local_ray, slm_program, handful, tmp_path):
+    """Only the actors run the SLM: the driver of `slcolm extract --engine ray` (here a separate
+    process joining the test's Ray) writes every record without importing torch, seconds of a
+    short run's start-up and hundreds of MB it would hold for nothing."""
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in _documents(handful)))
+    out = tmp_path / "ray.jsonl"
+    command = [
+        *["extract", "--program", str(slm_program), str(docs), "--out", str(out)],
+        *["--documents", "--engine", "ray", "--ray-address", ray.get_runtime_context().gcs_address],
+    ]
+    driver = (
+        "import sys\n"
+        "from slcolm_dspy.cli.app import app\n"
+        f"app({command!r}, standalone_mode=False)\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "torch imported: False" in done.stdout
+    assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == [
+        d.id for d in _documents(handful)
+    ]
