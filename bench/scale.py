@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,13 @@ def write_documents(args: argparse.Namespace, documents: int, per_document: int,
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests so far, all CPUs summed (/proc/stat): a run
+    with much of it ran on a busier host, whatever the engine."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / CLOCK_TICKS
 
 
 def _tree_sample(root: int, cpu: dict[int, tuple[str, float]]) -> int:
@@ -144,7 +152,7 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, pr
         cmd += ["--actors", "1", "--actor-cpus", str(os.cpu_count())]
     if engine == "ray-cluster":  # a Ray already running on this machine (`ray start --head`)
         cmd += ["--ray-address", "auto"]
-    started = time.monotonic()
+    started, stolen = time.monotonic(), steal_seconds()
     env = os.environ | {"COLUMNS": "400"}  # the summary on one line, for SUMMARY
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, env=env)
@@ -152,7 +160,7 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, pr
         while proc.poll() is None:
             peak = max(peak, _tree_sample(proc.pid, cpu))
             time.sleep(0.2)
-        seconds = time.monotonic() - started
+        seconds, stolen = time.monotonic() - started, steal_seconds() - stolen
         stdout.seek(0), stderr.seek(0)
         printed, errors = stdout.read(), stderr.read()
     if proc.returncode != 0:
@@ -168,6 +176,7 @@ def run_extract(args: argparse.Namespace, docs: Path, out: Path, engine: str, pr
         "completion_tokens": completion,
         "cpu_seconds": round(sum(seconds for _, seconds in cpu.values()), 1),
         "cpu_seconds_by_process": cpu_by_process(cpu),
+        "steal_seconds": round(stolen, 1),
     }
 
 
@@ -202,12 +211,16 @@ def compare_engines(
         runs = [r for r in rows if r["engine"] == engine]
         medians.append(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
     local, ray = medians
+    # each Ray run against the local run just before it, which met the same spell of the host
+    pairs = [b["seconds"] / a["seconds"] - 1 for a, b in zip(rows[::2], rows[1::2], strict=True)]
     return {
         "program": name,
         "engines": medians,  # the median run of each
         "runs": rows,
         "identical_output": identical,
         "ray_overhead": round(ray["seconds"] / local["seconds"] - 1, 4),
+        "ray_overhead_paired": [round(p, 4) for p in pairs],
+        "ray_overhead_paired_median": round(statistics.median(pairs), 4),
     }
 
 
