@@ -212,6 +212,14 @@ def extract_documents(
     return DocumentRun(records, len(units), sum(s.windows for s in segmentations), calls)
 
 
+# A batch of documents is the unit of memory and of resume: its units are read together and its
+# records written when all are done. 64 short documents are ~20k-80k characters (the scale
+# benchmarks' batches, unchanged); 64 chapters of a history would be millions, minutes to hours
+# of work lost to an interruption and gigabytes held, so a batch also stops at 200k characters
+# (~2 minutes of SLM work on 2 cores for unpunctuated text).
+BATCH_CHARS = 200_000
+
+
 @dataclass
 class StreamSummary:
     documents: int = 0  # written by this run
@@ -242,10 +250,12 @@ def extract_document_stream(
     options: RunOptions = DEFAULT_OPTIONS,
     *,
     batch: int = 64,
+    batch_chars: int = BATCH_CHARS,
     shards: int = DEFAULT_SHARDS,
     on_document: Callable[[StreamSummary], None] | None = None,
 ) -> StreamSummary:
-    """Documents read one batch at a time, each document's record appended to `out` (a `.jsonl`
+    """Documents read one batch at a time (`batch` documents, at most `batch_chars` characters
+    unless one document is longer), each document's record appended to `out` (a `.jsonl`
     file, else a folder of `shards` files keyed by document id) as its batch finishes: memory
     holds one batch, and a rerun skips the documents already written (a torn last line is redone),
     so none is lost or written twice.
@@ -256,7 +266,7 @@ def extract_document_stream(
     work_root = out.parent / f"{out.name}.run"
     summary = StreamSummary()
     with RecordOutput(out, shards) as sink, ProgramLM(compiled, options, work_root / "server.log") as lm:
-        for chunk in document_batches(documents, batch, sink.done, summary):
+        for chunk in document_batches(documents, batch, sink.done, summary, batch_chars):
             batch_dir = work_root / batch_dir_name(chunk)
             run = extract_documents(compiled, chunk, batch_dir, options, client=lm.get())
             for record in run.records:
@@ -286,11 +296,17 @@ def run_usage(run_dir: Path) -> dict[str, Any]:
 
 
 def document_batches(
-    documents: Iterable[Sentence], size: int, done: set[str], summary: StreamSummary
+    documents: Iterable[Sentence],
+    size: int,
+    done: set[str],
+    summary: StreamSummary,
+    max_chars: int = BATCH_CHARS,
 ) -> Iterator[list[Sentence]]:
-    """The documents not yet `done`, `size` at a time (skipped ones counted as resumed); an id
-    seen twice is an error, since resume and shards key on ids."""
+    """The documents not yet `done`, `size` at a time and at most `max_chars` characters (a
+    longer document goes alone), skipped ones counted as resumed; an id seen twice is an error,
+    since resume and shards key on ids."""
     chunk: list[Sentence] = []
+    chars = 0
     seen: set[str] = set()
     for document in documents:
         if document.id in seen:
@@ -299,10 +315,14 @@ def document_batches(
         if document.id in done:
             summary.resumed += 1
             continue
+        if chunk and chars + len(document.text) > max_chars:
+            yield chunk
+            chunk, chars = [], 0
         chunk.append(document)
+        chars += len(document.text)
         if len(chunk) == size:
             yield chunk
-            chunk = []
+            chunk, chars = [], 0
     if chunk:
         yield chunk
 

@@ -28,6 +28,7 @@ from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.data.shards import DEFAULT_SHARDS, RecordOutput
 from slcolm_dspy.data.writers import dumps
 from slcolm_dspy.program.apply import (
+    BATCH_CHARS,
     DocumentRun,
     ProgramLM,
     RunOptions,
@@ -56,6 +57,7 @@ class RayOptions:
     num_cpus: float = 1.0  # per actor
     num_gpus: float = 0.0  # per actor
     batch: int = 64  # documents per actor call
+    batch_chars: int = BATCH_CHARS  # and at most these characters (a longer document goes alone)
 
 
 # Ray's own bookkeeping that a local run started here never reads (no dashboard, no state API
@@ -134,7 +136,9 @@ def extract_document_stream_ray(
     actor_args = (str(program_dir.resolve()), actor_options, str(work_root.resolve()))
     try:
         with RecordOutput(out, shards) as sink:
-            batches = document_batches(documents, ray_options.batch, sink.done, summary)
+            batches = document_batches(
+                documents, ray_options.batch, sink.done, summary, ray_options.batch_chars
+            )
             for wave in _waves(batches, ray_options.actors * WAVE_BATCHES, ray_options.actors * WAVE_CHARS):
                 _run_wave(ray, wave, actor_args, ray_options, sink, summary, on_document)
     finally:

@@ -241,7 +241,10 @@ class SpanExtractor:
         return kept
 
     def predict(self, records: Sequence[Sentence]) -> list[Sentence]:
-        return [sentence for sentence, _ in self.predict_with_pair_scores(records)]
+        """Predictions only: no pair scores are kept. A window of unpunctuated classical text
+        holds ~60 entities, so ~3,500 scored pairs, and keeping them (~1 MB a window) for a
+        book-length document would cost gigabytes that nothing reads."""
+        return [sentence for sentence, _ in self._predict(records, with_scores=False)]
 
     def _entities(
         self, chunk: list[Sentence], scored: _Scored
@@ -279,6 +282,11 @@ class SpanExtractor:
 
         Sentences are batched with others of similar length (little padding) and returned in
         their input order."""
+        return self._predict(records, with_scores=True)
+
+    def _predict(
+        self, records: Sequence[Sentence], *, with_scores: bool
+    ) -> list[tuple[Sentence, list[PairScores]]]:
         by_length = sorted(range(len(records)), key=lambda i: len(records[i].text))
         ordered = [records[i] for i in by_length]
         thresholds = self.thresholds()
@@ -288,20 +296,22 @@ class SpanExtractor:
             entities, entity_index = self._entities(chunk, scored)
             relations: dict[int, list[Relation]] = {b: [] for b in range(len(chunk))}
             scores: dict[int, list[PairScores]] = {b: [] for b in range(len(chunk))}
-            probs = scored.rel_probs
-            for row, (a, b_) in enumerate(scored.pairs):
-                sentence = int(scored.batch.spans[a, 0])
-                head, tail = entity_index[a], entity_index[b_]
-                scores[sentence].append(PairScores(head, tail, probs[row]))
-                for rel_type in (probs[row] > thresholds).nonzero()[0]:
-                    relations[sentence].append(
-                        Relation(
-                            self.labels.relation_types[rel_type],
-                            head,
-                            tail,
-                            round(float(probs[row, rel_type]), 4),
-                        )
+            probs, pairs = scored.rel_probs, scored.pairs
+            sentence_of = scored.batch.spans[:, 0].tolist()  # span -> its sentence in the chunk
+            if with_scores:
+                for row, (a, b_) in enumerate(pairs):
+                    scores[sentence_of[a]].append(PairScores(entity_index[a], entity_index[b_], probs[row]))
+            # the above-threshold (pair, type) cells, pair by pair and types in label order
+            for row, rel_type in np.argwhere(probs > thresholds).tolist():
+                a, b_ = pairs[row]
+                relations[sentence_of[a]].append(
+                    Relation(
+                        self.labels.relation_types[rel_type],
+                        entity_index[a],
+                        entity_index[b_],
+                        round(float(probs[row, rel_type]), 4),
                     )
+                )
             for b, sentence in enumerate(chunk):
                 rels = sorted(relations[b], key=lambda r: (r.head, r.tail, -(r.probability or 0)))
                 out.append((sentence.with_predictions(entities[b], rels), scores[b]))

@@ -251,6 +251,25 @@ def test_predicted_relations_keep_their_probability(schema, tiny_slm, handful):
     assert isinstance(pred.relations[0], Relation)
 
 
+def test_predict_keeps_no_pair_scores_and_gives_the_same_records(tiny_slm, handful):
+    """`predict` (what an SLM-only program runs over a whole book) builds no pair scores; its
+    records are those of `predict_with_pair_scores`, whose relations are exactly the pairs and
+    types above the thresholds."""
+    extractor = SpanExtractor.load(tiny_slm[0])
+    scored = extractor.predict_with_pair_scores(handful)
+    assert extractor.predict(handful) == [pred for pred, _ in scored]
+    thresholds = extractor.thresholds()
+    for pred, scores in scored:
+        above = {
+            (p.head, p.tail, extractor.labels.relation_types[t])
+            for p in scores
+            for t in range(len(thresholds))
+            if p.probabilities[t] > thresholds[t]
+        }
+        assert {(r.head, r.tail, r.type) for r in pred.relations} == above
+    assert any(pred.relations for pred, _ in scored)
+
+
 def test_guide_cli_refuses_test_demonstrations_and_bad_options(tmp_path):
     from typer.testing import CliRunner
 

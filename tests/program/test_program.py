@@ -418,6 +418,42 @@ def test_extract_documents_gives_one_record_per_document_with_document_offsets(
     ]
 
 
+def test_document_batches_stop_at_a_count_or_a_character_budget_and_skip_what_is_written():
+    from slcolm_dspy.program.apply import StreamSummary, document_batches
+
+    docs = [Sentence(f"d{i}", "字" * n) for i, n in enumerate([10, 10, 10, 10, 50, 200, 10, 10])]
+    summary = StreamSummary()
+    batches = list(document_batches(iter(docs), 3, {"d1"}, summary, max_chars=60))
+    # d1 is written already; d4 would take [d2 d3] past 60; d5 is longer than the budget: alone
+    assert [[d.id for d in b] for b in batches] == [["d0", "d2", "d3"], ["d4"], ["d5"], ["d6", "d7"]]
+    assert summary.resumed == 1
+    assert [d.id for b in batches for d in b] == [d.id for d in docs if d.id != "d1"]
+
+
+def test_an_interrupted_stream_of_long_documents_keeps_every_batch_it_finished(
+    schema, tiny_slm, handful, tmp_path
+):
+    """The character budget bounds what an interruption costs: the batches finished before it
+    are on disk, and the rerun does only the rest, none twice."""
+    from slcolm_dspy.program import apply
+
+    compiled = load_program(save_slm_program(schema, tiny_slm[0], tmp_path / "prog"))
+    docs = [Sentence(f"d{i}", "".join(h.text for h in handful) * 4) for i in range(4)]
+    budget = 2 * len(docs[0].text)  # two documents a batch, though 64 would be allowed
+    out = tmp_path / "out.jsonl"
+
+    def interrupt(summary):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        apply.extract_document_stream(compiled, iter(docs), out, batch_chars=budget, on_document=interrupt)
+    assert [json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()] == ["d0", "d1"]
+    rest = apply.extract_document_stream(compiled, iter(docs), out, batch_chars=budget)
+    assert (rest.documents, rest.resumed) == (2, 2)
+    ids = [json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()]
+    assert ids == ["d0", "d1", "d2", "d3"]
+
+
 def test_a_guided_document_stream_opens_the_llm_once_and_not_at_all_when_all_is_written(
     schema, tiny_slm, handful, tmp_path, monkeypatch
 ):

@@ -47,9 +47,10 @@ def test_ray_writes_the_same_records_as_the_local_engine_and_resumes(
 ):
     compiled = load_program(slm_program)
     docs = _documents(handful)
-    local = extract_document_stream(compiled, iter(docs), tmp_path / "local.jsonl", batch=2)
+    # batches of 3 documents and at most 1,600 characters: [p0 p1 p2] [p3] [w0] [w1] [w2]
+    local = extract_document_stream(compiled, iter(docs), tmp_path / "local.jsonl", batch=3, batch_chars=1600)
     ray_out = tmp_path / "ray.jsonl"
-    options = RayOptions(actors=2, num_cpus=1, batch=2)
+    options = RayOptions(actors=2, num_cpus=1, batch=3, batch_chars=1600)
     summary = extract_document_stream_ray(slm_program, iter(docs), ray_out, RunOptions(), options)
     # byte for byte: the same records, in input order, one line per document
     assert ray_out.read_bytes() == (tmp_path / "local.jsonl").read_bytes()
