@@ -148,6 +148,16 @@ def extract_document_stream_ray(
     return summary
 
 
+def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
+    """The dataset's rows, each as soon as its block is done. `iter_rows` prefetches: it handed
+    over a batch's records only when the actor had finished the next batch (measured), so an
+    interruption lost a finished batch and the records came a batch late."""
+    for block in dataset.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
+        keys = list(block)
+        for values in zip(*(block[key] for key in keys), strict=True):
+            yield {key: str(value) for key, value in zip(keys, values, strict=True)}
+
+
 def actor_device(ray_options: RayOptions) -> str:
     """Where an actor's SLM runs: an actor with a GPU share runs it there (Ray makes that GPU
     the one the actor sees); one without stays on its CPUs even where the node has GPUs that
@@ -199,7 +209,7 @@ def _run_wave(
         num_cpus=ray_options.num_cpus,
         num_gpus=ray_options.num_gpus,
     )
-    for batch, row in zip(wave, dataset.iter_rows(), strict=True):
+    for batch, row in zip(wave, _rows(dataset), strict=True):
         written = json.loads(row["documents"])
         if [i for i, _ in written] != [d.id for d in batch]:  # order is what resume relies on
             raise SlcolmError("Ray returned batches out of order; nothing of this batch was written")

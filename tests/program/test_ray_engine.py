@@ -4,6 +4,7 @@ started by the test (2 CPUs, loopback only)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from program_helpers import save_slm_program
@@ -17,7 +18,12 @@ from slcolm_dspy.program import SLCoLMProgram, load_program, save_program
 from slcolm_dspy.program.apply import RunOptions, extract_document_stream
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'slcolm-dspy[ray]')")
-from slcolm_dspy.program.ray_engine import RayOptions, _waves, extract_document_stream_ray  # noqa: E402
+from slcolm_dspy.program.ray_engine import (  # noqa: E402
+    RayOptions,
+    _rows,
+    _waves,
+    extract_document_stream_ray,
+)
 
 runner = CliRunner()
 
@@ -164,3 +170,25 @@ def test_the_ray_driver_runs_the_cli_without_importing_torch(local_ray, slm_prog
     assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == [
         d.id for d in _documents(handful)
     ]
+
+
+def test_each_row_reaches_the_driver_before_the_actor_finishes_the_next(local_ray):
+    """The driver writes a batch's records as soon as the actor is done with it: with `iter_rows`
+    they came a batch late (its prefetch), so a run killed then lost a finished batch."""
+
+    class SlowBatches:  # defined here: Ray ships it to the actor by value
+        def __call__(self, rows):
+            time.sleep(2.0)
+            return {"i": [str(i) for i in rows["i"]], "done": [repr(time.time())] * len(rows["i"])}
+
+    dataset = ray.data.from_items([{"i": i} for i in range(4)], override_num_blocks=4).map_batches(
+        SlowBatches,
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=1,
+    )
+    received = [(row, time.time()) for row in _rows(dataset)]
+    assert [row["i"] for row, _ in received] == ["0", "1", "2", "3"]
+    done = [float(row["done"]) for row, _ in received]
+    assert all(received[k][1] < done[k + 1] for k in range(3)), (received, done)
