@@ -151,7 +151,8 @@ def extract_document_stream_ray(
 def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
     """The dataset's rows, each as soon as its block is done. `iter_rows` prefetches: it handed
     over a batch's records only when the actor had finished the next batch (measured), so an
-    interruption lost a finished batch and the records came a batch late."""
+    interruption lost a finished batch and the records came a batch late. Every column the
+    actor returns is a JSON string, so each value comes back as a `str`."""
     for block in dataset.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
         keys = list(block)
         for values in zip(*(block[key] for key in keys), strict=True):
