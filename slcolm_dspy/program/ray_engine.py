@@ -127,9 +127,7 @@ def extract_document_stream_ray(
     started_here = not ray.is_initialized()
     if started_here:
         _start(ray, ray_options)
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # records in input order, as the local engine
-    context.enable_progress_bars = False
+    configure_data(ray)
     work_root = out.parent / f"{out.name}.run"
     summary = StreamSummary()
     actor_options = dataclasses.asdict(dataclasses.replace(options, device=actor_device(ray_options)))
@@ -146,6 +144,13 @@ def extract_document_stream_ray(
             ray.shutdown()
     shutil.rmtree(work_root, ignore_errors=True)
     return summary
+
+
+def configure_data(ray: Any) -> None:
+    """Ray Data settings every run of this engine uses (they are process-wide)."""
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # records in input order, as the local engine
+    context.enable_progress_bars = False
 
 
 def _rows(dataset: Any) -> Iterator[dict[str, Any]]:

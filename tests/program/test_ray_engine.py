@@ -22,6 +22,7 @@ from slcolm_dspy.program.ray_engine import (  # noqa: E402
     RayOptions,
     _rows,
     _waves,
+    configure_data,
     extract_document_stream_ray,
 )
 
@@ -181,7 +182,7 @@ def test_each_row_reaches_the_driver_before_the_actor_finishes_the_next(local_ra
             time.sleep(2.0)
             return {"i": [str(i) for i in rows["i"]], "done": [repr(time.time())] * len(rows["i"])}
 
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # as the engine sets it
+    configure_data(ray)  # in input order, as the engine runs it
     dataset = ray.data.from_items([{"i": i} for i in range(4)], override_num_blocks=4).map_batches(
         SlowBatches,
         batch_size=1,
