@@ -1,5 +1,7 @@
 """Benchmark the SLM on any corpus: time to the best dev checkpoint, test scores in both
-protocols, inference speed, peak memory of training and of inference, where training time goes.
+protocols (with per-type F1 and the train count of every type, for bench/tail_chart.py),
+inference speed, the useful GFLOP/s of training and inference, peak memory of training and of
+inference, where training time goes.
 
     python bench/slm.py --schema chisre --data ../shared/data/chisre --out runs/bench-slm
     python bench/slm.py --schema conll04 --data ../shared/data/conll04 --out runs/bench-slm-conll04 \\
@@ -19,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
@@ -44,8 +47,53 @@ def peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def layer_flops(hidden: int, intermediate: int, context: float) -> float:
+    """Multiply-adds x 2 of one transformer layer for one token that attends to `context`
+    tokens: Q, K, V and output projections, the feed-forward block, scores and weighted sum."""
+    return 2 * (4 * hidden * hidden + 2 * hidden * intermediate + 2 * context * hidden)
+
+
+def inference_flops(extractor, records, predictions) -> dict:
+    """The useful arithmetic of one pass over `records`: every text token through every encoder
+    layer, and each pair marker through the marked layers (padding and the heads not counted)."""
+    config = extractor.model.encoder.model.config
+    hidden, intermediate = config.hidden_size, config.intermediate_size
+    layers = config.num_hidden_layers
+    tokens = [len(extractor.vocab.encode(r.form(extractor.text_form)).ids) + 2 for r in records]
+    text = sum(n * layers * layer_flops(hidden, intermediate, n) for n in tokens)
+    marked = extractor.model.markers.layers if extractor.model.relation_stage == "markers" else 0
+    markers = sum(
+        len(p.entities) * (len(p.entities) - 1) * marked * layer_flops(hidden, intermediate, n)
+        for p, n in zip(predictions, tokens, strict=True)
+    )  # two markers per unordered pair of predicted entities
+    return {"text_gflop": round(text / 1e9, 2), "marker_gflop": round(markers / 1e9, 2)}
+
+
+def training_flops(summary: dict) -> dict | None:
+    """The useful arithmetic of training (forward x 3 for forward and backward) over the seconds
+    of the encoder's and heads' forward and the backward pass, from the summary's `work`."""
+    work, profile = summary.get("work"), summary.get("profile") or {}
+    encoder = summary.get("encoder_shape") or {}
+    if not work or not encoder:
+        return None
+    hidden, intermediate = encoder["hidden_size"], encoder["intermediate_size"]
+    per_token = 2 * (4 * hidden * hidden + 2 * hidden * intermediate)
+    text = encoder["layers"] * (work["text_tokens"] * per_token + 4 * hidden * work["text_attention"])
+    marked = encoder["marker_layers"]
+    markers = marked * (work["marker_tokens"] * per_token + 4 * hidden * work["marker_attention"])
+    phases = ("encoder forward", "span + pair heads forward", "backward")
+    seconds = sum(profile.get(p, {}).get("seconds", 0.0) for p in phases)
+    total = 3 * (text + markers) / 1e9
+    return {
+        "gflop": round(total, 1),
+        "seconds": round(seconds, 1),
+        "gflop_per_second": round(total / seconds, 1) if seconds else None,
+    }
+
+
 def measure(schema_name: str, data: Path, model_dir: Path, threads: int | None) -> dict:
-    """Test scores, inference speed (after a warm-up batch) and this process's peak RSS."""
+    """Test scores (with per-type F1), inference speed (after a warm-up batch), the useful
+    GFLOP/s it achieved, and this process's peak RSS."""
     import torch
 
     from slcolm_dspy.slm.extractor import SpanExtractor
@@ -63,12 +111,18 @@ def measure(schema_name: str, data: Path, model_dir: Path, threads: int | None) 
         result = RelationEvaluator(test_records, schema, protocol)(predictions)
         keys = ("micro_f1", "macro_f1", "head_macro_f1", "tail_macro_f1", "ner_f1")
         out[protocol] = {k: pct(result[k]) for k in keys}
+        out[protocol]["per_type_f1"] = {t: pct(v["f1"]) for t, v in result["per_type"].items()}
     out["ner_f1"] = out["strict"]["ner_f1"]
-    return {
+    measured = {
         "test": out,
         "sentences_per_second": round(len(test_records) / seconds, 1),
         "inference_peak_rss_mb": peak_rss_mb(),
     }
+    if hasattr(extractor.model.encoder, "model"):
+        flops = inference_flops(extractor, test_records, predictions)
+        total = flops["text_gflop"] + flops["marker_gflop"]
+        measured["inference_flops"] = {**flops, "gflop_per_second": round(total / seconds, 1)}
+    return measured
 
 
 def main() -> None:
@@ -136,9 +190,13 @@ def main() -> None:
         check=True,
     )
     measured = json.loads(child.stdout.strip().splitlines()[-1])
+    train_records, _ = load_split(args.data, "train", schema)
+    train_counts = Counter(r.type for record in train_records for r in record.relations)
     results = {
         "corpus": args.schema,
         **measured,
+        "train_counts": {t: train_counts.get(t, 0) for t in schema.relation_types},
+        "training_flops": training_flops(summary),
         "dev_best": summary["best_dev"],
         "best_epoch": summary["best_epoch"],
         "epochs": summary.get("epochs", len(summary.get("history", []))),

@@ -92,6 +92,44 @@ LrHeadsOpt = Annotated[float, typer.Option("--lr-heads")]
 BalanceOpt = Annotated[
     float, typer.Option("--relation-balance", min=0.0, help="Class-balanced relation loss exponent (0: off).")
 ]
+StageOpt = Annotated[
+    str,
+    typer.Option(
+        "--relation-stage",
+        help="spans (SpERT's pooled spans), markers (typed levitated markers also read the pair in "
+        "context; BERT-style encoders), auto: markers where the encoder allows.",
+    ),
+]
+MarkerLayersOpt = Annotated[
+    int, typer.Option("--marker-layers", min=0, help="Top encoder layers that carry the markers (0: all).")
+]
+LabelVectorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--label-vectors/--no-label-vectors",
+        help="Score pairs against the relation types' names and definitions too (pretrained encoders).",
+    ),
+]
+LogitAdjustmentOpt = Annotated[
+    float,
+    typer.Option("--logit-adjustment", min=0.0, help="Logit adjustment tau in the relation loss (0: off)."),
+]
+EmaOpt = Annotated[
+    float,
+    typer.Option(
+        "--ema-decay",
+        min=0.0,
+        max=0.99999,
+        help="Average the weights (EMA) and score them on dev too (0: off).",
+    ),
+]
+TypeConstraintsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--type-constraints/--no-type-constraints",
+        help="Offer on dev the entity-type-pair constraints seen in train (kept only where they help).",
+    ),
+]
 ThresholdOpt = Annotated[float, typer.Option("--relation-threshold", min=0.0, max=1.0)]
 PerTypeOpt = Annotated[
     bool,
@@ -146,6 +184,12 @@ def train(
     lr_encoder: LrEncoderOpt = DEFAULTS.lr_encoder,
     lr_heads: LrHeadsOpt = DEFAULTS.lr_heads,
     relation_balance: BalanceOpt = DEFAULTS.relation_balance,
+    relation_stage: StageOpt = DEFAULTS.relation_stage,
+    marker_layers: MarkerLayersOpt = DEFAULTS.marker_layers,
+    label_vectors: LabelVectorsOpt = DEFAULTS.label_vectors,
+    logit_adjustment: LogitAdjustmentOpt = DEFAULTS.logit_adjustment,
+    ema_decay: EmaOpt = DEFAULTS.ema_decay,
+    type_constraints: TypeConstraintsOpt = DEFAULTS.type_constraints,
     relation_threshold: ThresholdOpt = DEFAULTS.relation_threshold,
     per_type_thresholds: PerTypeOpt = DEFAULTS.per_type_thresholds,
     precision: PrecisionOpt = "auto",
@@ -163,6 +207,7 @@ def train(
     options = {k: v for k, v in locals().items() if k in TRAIN_FIELDS and _given(ctx, k)}
     one_of("--units", units, ("auto", "char", "word"))
     one_of("--precision", precision, ("auto", "bf16", "fp32"))
+    one_of("--relation-stage", relation_stage, ("auto", "markers", "spans"))
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     train_records, report = load_split(data_dir, "train", schema)
@@ -226,6 +271,13 @@ def _report_training(summary: dict, out: Path, protocol: str) -> None:
         raise SlcolmError("training ended before any dev evaluation: nothing was saved")
     thresholds = summary["relation_threshold"] or {}
     per_type = "per-type thresholds kept" if thresholds.get("per_type") else "one threshold"
+    constraints = thresholds.get("type_constraints")
+    if constraints:
+        per_type += "; type-pair constraints " + ("kept" if constraints["kept"] else "not kept")
+    console.print(
+        f"relation stage: {summary.get('relation_stage', 'spans')}"
+        + ("; label vectors" if summary.get("label_vectors") else "")
+    )
     console.print(
         f"best dev epoch {summary['best_epoch']} of {summary['epochs']} "
         f"after {summary['minutes_to_best']} min "

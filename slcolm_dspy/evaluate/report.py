@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,55 @@ def svg_chart(report: Mapping[str, Any], schema: Schema, names: Sequence[str]) -
     return "".join(out)
 
 
+def svg_tail_chart(report: Mapping[str, Any], names: Sequence[str], train_counts: Mapping[str, int]) -> str:
+    """Per-type F1 against the type's train count (log scale), one colour per system: where the
+    long tail is lost. Types without train relations sit at the left edge."""
+    esc = html.escape
+    rows = {r["name"]: r for r in report["systems"]}
+    shown = [n for n in names if n in rows]
+    types = sorted({t for n in shown for t in rows[n]["per_type"]}, key=lambda t: train_counts.get(t, 0))
+    left, top, w, h = 46, 16, 520, 220
+    top_count = max([train_counts.get(t, 0) for t in types] + [10])
+    span = math.log10(top_count + 1)
+
+    def x_of(count: int) -> float:
+        return left + w * math.log10(count + 1) / span
+
+    height = top + h + 50 + 18 * len(shown)
+    out = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + w + 20}' height='{height}'"
+        " role='img' aria-label='per-type F1 against train count' font-family='sans-serif' font-size='11'>",
+        f"<rect x='{left}' y='{top}' width='{w}' height='{h}' fill='none' stroke='#888'/>",
+    ]
+    for y in (0, 25, 50, 75, 100):
+        yy = top + h - h * y / 100
+        out.append(f"<text x='{left - 4}' y='{yy + 4}' text-anchor='end'>{y}</text>")
+    tick = 1
+    while tick <= top_count:
+        out.append(f"<text x='{x_of(tick):.1f}' y='{top + h + 14}' text-anchor='middle'>{tick}</text>")
+        tick *= 10
+    out.append(
+        f"<text x='{left + w / 2}' y='{top + h + 30}' text-anchor='middle'>train relations of the type"
+        " (log scale); F1 (paper protocol, %)</text>"
+    )
+    for j, name in enumerate(shown):
+        colour = _COLOURS[j % len(_COLOURS)]
+        for t in types:
+            if t not in rows[name]["per_type"]:
+                continue
+            f1 = 100 * rows[name]["per_type"][t].get("f1", 0.0)
+            cx, cy = x_of(train_counts.get(t, 0)) + 3 * j, top + h - h * f1 / 100
+            out.append(
+                f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='{colour}' fill-opacity='0.75'>"
+                f"<title>{esc(t)} · {train_counts.get(t, 0)} train · {esc(name)}: {f1:.1f}</title></circle>"
+            )
+        y = top + h + 48 + 18 * j
+        out.append(f"<rect x='{left}' y='{y - 10}' width='12' height='12' fill='{colour}'/>")
+        out.append(f"<text x='{left + 18}' y='{y}'>{esc(name)}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
 def _cjk_font() -> str | None:
     """An installed font that draws CJK characters, if any."""
     from matplotlib import font_manager
@@ -248,6 +298,9 @@ def write_html(
     out.append("<h2>Per-type F1</h2>" + svg_chart(report, schema, [r["name"] for r in report["systems"]]))
     if chart:
         out.append(f"<p>The same chart as an image: <a href='{esc(chart)}'>{esc(chart)}</a></p>")
+    if report.get("train_counts"):
+        out.append("<h2>The long tail: per-type F1 against train count</h2>")
+        out.append(svg_tail_chart(report, [r["name"] for r in report["systems"]], report["train_counts"]))
     rows = {r["name"]: r for r in report["systems"]}
     out.append("<table><tr><th>#</th><th>type</th><th>group</th><th>gold</th>")
     names = [r["name"] for r in report["systems"]]

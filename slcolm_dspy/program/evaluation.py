@@ -166,6 +166,17 @@ def _slm_only_report(
     )
 
 
+def _train_counts(compiled: CompiledProgram, options: RunOptions) -> dict[str, int] | None:
+    """Train relations per type, as the program's SLM recorded them (None for an SLM trained
+    before it did so: the report then has no tail chart)."""
+    config = compiled.slm_dir(options.slm) / "config.json"
+    try:
+        counts = json.loads(config.read_text(encoding="utf-8")).get("train_counts")
+    except (OSError, ValueError):
+        return None
+    return {t: int(counts.get(t, 0)) for t in compiled.schema.relation_types} if counts else None
+
+
 def _write_report(
     compiled: CompiledProgram,
     gold: Sequence[Sentence],
@@ -186,6 +197,7 @@ def _write_report(
         split=split,
         lm=lm_for(compiled, options.lm, options.api_base)[0],
         compiled=compiled_name,
+        train_counts=_train_counts(compiled, options),
         **numbers,
     )
     report_dir.mkdir(parents=True, exist_ok=True)

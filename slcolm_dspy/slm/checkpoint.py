@@ -25,6 +25,9 @@ def model_config(model: SpanRelationModel, labels: Labels, settings: dict[str, A
         "relation_types": list(labels.relation_types),
         "max_span": model.max_span,
         "width_dim": model.width.embedding_dim,
+        "relation_stage": model.relation_stage,
+        "label_dim": model.label_dim,
+        "marker_layers": model.markers.layers if model.relation_stage == "markers" else 0,
         "encoder": model.encoder.config_dict(),
         **settings,
     }
@@ -74,6 +77,10 @@ def load(directory: Path) -> tuple[SpanRelationModel, UnitVocab, Labels, dict[st
             len(labels.relation_types),
             config["max_span"],
             width_dim=config["width_dim"],
+            # models saved before the marker stage and label vectors: SpERT's pair head
+            relation_stage=config.get("relation_stage", "spans"),
+            label_dim=int(config.get("label_dim", 0)),
+            marker_layers=int(config.get("marker_layers", 0)),
         )
     except KeyError as exc:
         raise SlcolmError(f"{directory / CONFIG}: missing field {exc}") from None

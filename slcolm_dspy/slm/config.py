@@ -44,6 +44,28 @@ class TrainConfig:
     # Class-balanced relation loss: positives of type t weigh (median count / count_t) ** balance
     # (at least 1), so rare types are not drowned by frequent ones. 0 turns it off.
     relation_balance: float = 0.0
+    # The relation stage: "spans" (SpERT's pooled spans, their types and the context between
+    # them), "markers" (also typed levitated markers that read the sentence with the pair in view,
+    # PURE / PL-Marker; BERT-style encoders only), "auto" (markers where the encoder allows).
+    # Spans by default: chosen on dev of both corpora (BENCHMARKS.md, "The long tail"): the marker
+    # stage scored 2.3 (ChisRE) and 2.4 (CoNLL04) dev points lower and costs 1.7x per epoch.
+    relation_stage: str = "spans"
+    # The encoder's top layers that carry the markers (0: every trained layer).
+    marker_layers: int = 4
+    # Label vectors: each relation type's name and definition encoded once by the pretrained
+    # encoder; the pair is also scored against them (pretrained encoders only). Off by default:
+    # 0.8 dev points lower than without on ChisRE (BENCHMARKS.md, "The long tail").
+    label_vectors: bool = False
+    # Logit adjustment (Menon et al. 2021) in the relation loss: tau x (each type's log-odds
+    # among training pairs - the median type's) is added to its logit in training only, so rare
+    # types must earn a larger margin. 0 turns it off.
+    logit_adjustment: float = 0.0
+    # Exponential moving average of the weights; each epoch's dev evaluation scores the raw and
+    # the averaged weights and either may become the checkpoint. 0 turns it off.
+    ema_decay: float = 0.0
+    # Offer (on dev, after training) to zero relation types for entity-type pairs never seen
+    # with them in train; kept only where dev says it helps (kept on CoNLL04, not on ChisRE).
+    type_constraints: bool = True
     relation_threshold: float = 0.4  # starting value; the final one is chosen on dev
     threshold_grid: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)
     per_type_thresholds: bool = True  # offered on dev (cross-fitted), kept only where it helps

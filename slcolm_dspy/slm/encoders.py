@@ -70,9 +70,13 @@ class TransformerEncoder(nn.Module):
 
         return create_bidirectional_mask(config=self.model.config, inputs_embeds=states, attention_mask=mask)
 
-    def _layers(self, states: torch.Tensor, mask: torch.Tensor, layers) -> torch.Tensor:
+    def _layers(
+        self, states: torch.Tensor, mask: torch.Tensor, layers, inputs: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         attention = self._mask(states, mask)
         for layer in layers:
+            if inputs is not None:
+                inputs.append(states)
             out = layer(states, attention)
             states = out[0] if isinstance(out, tuple) else out
         return states
@@ -82,9 +86,12 @@ class TransformerEncoder(nn.Module):
         states = self.model.embeddings(input_ids=ids)
         return self._layers(states, mask, self.model.encoder.layer[: self.freeze_layers])
 
-    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The trained layers, from the frozen layers' output."""
-        return self._layers(states, mask, self.model.encoder.layer[self.freeze_layers :])
+    def upper(
+        self, states: torch.Tensor, mask: torch.Tensor, inputs: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The trained layers, from the frozen layers' output; each layer's input is appended to
+        `inputs` where given (the marker relation stage reads them)."""
+        return self._layers(states, mask, self.model.encoder.layer[self.freeze_layers :], inputs)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.splittable:

@@ -108,6 +108,7 @@ class SpanExtractor:
         text_form: str | None = None,
         precision: str = "auto",
         device: str | None = None,
+        type_pairs: Sequence[Sequence[str]] | None = None,
     ) -> None:
         # None: where the model already is (training evaluates its own model in place)
         self.device = next(model.parameters()).device if device is None else resolve_device(device)
@@ -125,6 +126,21 @@ class SpanExtractor:
         self.overlapping = overlapping
         self.text_form = text_form
         self.precision = precision
+        self.type_constraints = self._constraint_table(type_pairs)
+
+    def _constraint_table(self, type_pairs: Sequence[Sequence[str]] | None) -> np.ndarray | None:
+        """(entity type, entity type, relation type) -> 1 where the combination was seen in
+        train, else 0; None: no constraint. `type_pairs` lists the allowed (head entity type,
+        tail entity type, relation type) triples by name."""
+        if type_pairs is None:
+            return None
+        n_entities = len(self.labels.entity_types) + 1
+        table = np.zeros((n_entities, n_entities, len(self.labels.relation_types)), dtype=np.float32)
+        for head, tail, relation in type_pairs:
+            if relation in self.labels.relation_types:
+                h, t = self.labels.entity_id(head), self.labels.entity_id(tail)
+                table[h, t, self.labels.relation_types.index(relation)] = 1.0
+        return table
 
     @classmethod
     def load(cls, directory: Path, **overrides: float | str | None) -> SpanExtractor:
@@ -133,6 +149,8 @@ class SpanExtractor:
             "relation_threshold": config.get("relation_threshold", 0.4),
             "relation_thresholds": config.get("relation_thresholds"),
             "text_form": config.get("text_form"),
+            # chosen on dev after training: None when the constraint did not help there
+            "type_pairs": config.get("type_pairs") if config.get("type_constraints") else None,
         }
         if overrides.get("relation_threshold") is not None:
             settings["relation_thresholds"] = None  # an explicit threshold applies to every type
@@ -172,7 +190,8 @@ class SpanExtractor:
         # `batch` stays on the CPU for the bookkeeping below; the model reads `on_device`
         on_device = batch.to(self.device)
         with autocast_context(self.precision, self.device.type):
-            hidden = model.text_states(on_device)
+            context = model.encode(on_device)
+            hidden = context.hidden
             pool = RangeMax(hidden)
             conf_parts, label_parts, kept_vecs = [], [], {}
             for lo in range(0, on_device.spans.shape[0], CHUNK):
@@ -214,12 +233,23 @@ class SpanExtractor:
                 )
                 # pair_vectors reads span vectors by index: give it this chunk's spans only
                 local_spans = on_device.spans[index.reshape(-1)]
+                local_widths = on_device.widths[index.reshape(-1)]
                 local_pairs = torch.arange(2 * len(part), device=self.device).reshape(-1, 2)
                 pair_types = label_on_device[index]
                 vecs = model.pair_vectors(
-                    pool, local_spans, span_vecs.reshape(2 * len(part), -1), local_pairs, pair_types
+                    context,
+                    pool,
+                    local_spans,
+                    local_widths,
+                    span_vecs.reshape(2 * len(part), -1),
+                    local_pairs,
+                    pair_types,
                 )
-                prob_parts.append(torch.sigmoid(model.relation_head(vecs).float()).cpu().numpy())
+                probs = torch.sigmoid(model.relation_logits(vecs).float()).cpu().numpy()
+                if self.type_constraints is not None:
+                    types = pair_types.cpu().numpy()
+                    probs = probs * self.type_constraints[types[:, 0], types[:, 1]]
+                prob_parts.append(probs)
                 if keep_pair_vectors:
                     vec_parts.append(vecs.float().cpu())
         n_types = len(self.labels.relation_types)

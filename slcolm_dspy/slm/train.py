@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.evaluate import RelationEvaluator
@@ -40,7 +41,9 @@ from slcolm_dspy.slm.batching import (
 from slcolm_dspy.slm.config import LR_ENCODER_BY_UNIT, TrainConfig
 from slcolm_dspy.slm.encoders import build_encoder
 from slcolm_dspy.slm.extractor import SpanExtractor, autocast_context
+from slcolm_dspy.slm.markers import pair_groups
 from slcolm_dspy.slm.model import SpanRelationModel
+from slcolm_dspy.slm.tail import WeightAverage, encode_labels, label_texts, logit_offsets, type_pairs
 from slcolm_dspy.slm.units import choose_unit
 
 
@@ -104,6 +107,30 @@ class Timer:
     def to_json(self) -> dict[str, float]:
         total = sum(self.seconds.values()) or 1.0
         return {k: {"seconds": round(v, 1), "share": round(v / total, 3)} for k, v in self.seconds.items()}
+
+
+@dataclass
+class Work:
+    """What training fed the encoder, for the arithmetic it did (bench/slm.py turns it into
+    GFLOP/s): tokens, the sum of their attention spans, and the same for pair markers."""
+
+    text_tokens: int = 0
+    text_attention: int = 0  # sum over tokens of the row length they attend to
+    marker_tokens: int = 0
+    marker_attention: int = 0
+
+    def add(self, batch: Batch, stage: str) -> None:
+        rows = batch.row_mask.sum(1)
+        self.text_tokens += int(rows.sum())
+        self.text_attention += int((rows * rows).sum())
+        if stage == "markers" and batch.pairs.shape[0]:
+            groups = pair_groups(batch.spans, batch.pairs)
+            sentence = batch.spans[groups.first, 0]
+            self.marker_tokens += 2 * int(groups.first.shape[0])
+            self.marker_attention += 2 * int(batch.mask.sum(1)[sentence].sum())
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class LowerStates:
@@ -203,12 +230,52 @@ def choose_thresholds(
     return result
 
 
-def _write_thresholds(model_dir: Path, chosen: dict[str, Any]) -> None:
+def choose_type_constraints(
+    model_dir: Path, dev_records: Sequence[Sentence], schema: Schema
+) -> dict[str, Any]:
+    """Score dev with and without the entity-type-pair constraint (relation types zeroed for
+    type pairs train never had them on); keep it only if the selection score rises."""
+    plain = evaluate_on(SpanExtractor.load(model_dir), dev_records, schema)["score"]
+    _set_config(model_dir, type_constraints=True)
+    constrained = evaluate_on(SpanExtractor.load(model_dir), dev_records, schema)["score"]
+    kept = constrained > plain
+    _set_config(model_dir, type_constraints=kept)
+    return {"kept": kept, "dev_without": round(100 * plain[0], 2), "dev_with": round(100 * constrained[0], 2)}
+
+
+def _set_config(model_dir: Path, **values: Any) -> None:
     config_path = model_dir / checkpoint.CONFIG
     saved = json.loads(config_path.read_text(encoding="utf-8"))
-    saved["relation_threshold"] = chosen["chosen"]
-    saved["relation_thresholds"] = chosen["per_type"]
+    saved.update(values)
     config_path.write_text(json.dumps(saved, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _encoder_shape(model: SpanRelationModel) -> dict[str, int] | None:
+    """Layer sizes of a transformer encoder (for the arithmetic per token); None otherwise."""
+    hf = getattr(model.encoder, "model", None)
+    if hf is None:
+        return None
+    return {
+        "hidden_size": int(hf.config.hidden_size),
+        "intermediate_size": int(hf.config.intermediate_size),
+        "layers": len(hf.encoder.layer) - model.encoder.freeze_layers,
+        "marker_layers": model.markers.layers if model.relation_stage == "markers" else 0,
+    }
+
+
+def _relation_stage(setting: str, encoder: nn.Module) -> str:
+    """`auto`: the marker stage where the encoder has BERT-style layers to carry the markers."""
+    if setting not in ("auto", "spans", "markers"):
+        raise SlcolmError(f"relation stage {setting!r}: expected auto, spans or markers")
+    if setting == "auto":
+        return "markers" if getattr(encoder, "splittable", False) else "spans"
+    if setting == "markers" and not getattr(encoder, "splittable", False):
+        raise SlcolmError("--relation-stage markers needs a BERT-style encoder (not --encoder scratch)")
+    return setting
+
+
+def _write_thresholds(model_dir: Path, chosen: dict[str, Any]) -> None:
+    _set_config(model_dir, relation_threshold=chosen["chosen"], relation_thresholds=chosen["per_type"])
 
 
 def relation_pos_weight(
@@ -260,13 +327,15 @@ def train(
     labels = Labels(tuple(schema.entity_names), schema.relation_types)
     texts = [r.form(config.text_form) for r in train_records]
     unit = config.units if config.units != "auto" else choose_unit(schema.language, texts)
+    described = label_texts(schema) if config.label_vectors and config.encoder != "scratch" else []
     encoder, vocab = build_encoder(
         config.encoder,
-        texts,
+        texts + described,  # the definitions' words get their pretrained rows too
         unit=unit,
         freeze_layers=config.freeze_layers,
         keep_layers=config.encoder_layers,
     )
+    stage = _relation_stage(config.relation_stage, encoder)
     encoded = [vocab.encode(t) for t in texts]
     rules, width_stats = derive_span_rules(train_records, encoded, config.span_percentile)
     boundary = BoundaryReport()
@@ -275,9 +344,19 @@ def train(
         for i, r in enumerate(train_records)
     ]
     timer.lap("prepare")
+    label_vectors = encode_labels(encoder, vocab, described) if described else None
     model = SpanRelationModel(
-        encoder, len(labels.entity_types), len(labels.relation_types), rules.max_width, dropout=config.dropout
+        encoder,
+        len(labels.entity_types),
+        len(labels.relation_types),
+        rules.max_width,
+        dropout=config.dropout,
+        relation_stage=stage,
+        marker_layers=config.marker_layers,
+        label_dim=0 if label_vectors is None else label_vectors.shape[1],
     )
+    if label_vectors is not None:
+        model.label_vectors.copy_(label_vectors)
     saved_config = checkpoint.model_config(
         model,
         labels,
@@ -288,6 +367,10 @@ def train(
             "relation_threshold": config.relation_threshold,
             "relation_thresholds": None,
             "text_form": config.text_form,
+            "type_pairs": type_pairs(train_records, schema),
+            # per relation type: how many train relations it had (the report's tail chart)
+            "train_counts": dict(Counter(r.type for record in train_records for r in record.relations)),
+            "type_constraints": False,  # chosen on dev after training
         },
     )
     lr_encoder = config.lr_encoder if config.lr_encoder is not None else LR_ENCODER_BY_UNIT[unit]
@@ -315,6 +398,8 @@ def train(
         reduction="none",
         pos_weight=relation_pos_weight(train_records, labels.relation_types, config.relation_balance),
     )
+    offsets = logit_offsets(examples, len(labels.relation_types), config.neg_pairs, config.logit_adjustment)
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
     max_tokens = model.encoder.max_length
     extractor = SpanExtractor(
         model,
@@ -329,6 +414,7 @@ def train(
     lower = LowerStates(model, config.precision) if cached else None
 
     state = _State()
+    work = Work()
     lengths = [len(e.text.ids) for e in examples]
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -344,6 +430,7 @@ def train(
                 sample_training_item(examples[i], rng, config.neg_spans, config.neg_pairs) for i in indices
             ]
             batch = collate(items, vocab, len(labels.relation_types), max_tokens, with_labels=True)
+            work.add(batch, stage)
             timer.lap("collate")
             # The trained part runs in fp32: bf16 autocast bought no steady gain on a training step
             # here (casts eat the faster matrix products); inference and the frozen layers use it.
@@ -352,13 +439,15 @@ def train(
                 lower_states = lower(batch)
                 if len(lower.store) > before:
                     timer.lap("frozen layers (once per sentence)")
-                hidden = model.text_states(batch, lambda _b, s=lower_states: s)
+                context = model.encode(batch, lambda _b, s=lower_states: s)
             else:
-                hidden = model.text_states(batch)
+                context = model.encode(batch)
             timer.lap("encoder forward")
-            entity_logits, relation_logits = model.heads(batch, hidden)
+            entity_logits, relation_logits = model.heads(batch, context)
             timer.lap("span + pair heads forward")
             loss = entity_loss(entity_logits.float(), batch.span_labels)
+            if offsets is not None:
+                relation_logits = relation_logits + offsets
             if relation_logits.shape[0]:
                 # summed over relation types, averaged over pairs (SpERT's relation loss)
                 loss = loss + relation_loss(relation_logits.float(), batch.pair_labels).sum(-1).mean()
@@ -368,6 +457,8 @@ def train(
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update()
             timer.lap("optimizer")
             losses.append(loss.item())
             if on_step:
@@ -380,6 +471,16 @@ def train(
         result = evaluate_on(extractor, dev_records, schema)
         timer.lap("dev evaluation")
         _record_epoch(state, epoch, losses, started, result, out_dir, model, vocab, saved_config, on_epoch)
+        if average is not None:
+            # the averaged weights compete with the raw ones for the checkpoint
+            average.swap()
+            timer.start()
+            result = evaluate_on(extractor, dev_records, schema)
+            timer.lap("dev evaluation")
+            _record_epoch(
+                state, epoch, losses, started, result, out_dir, model, vocab, saved_config, on_epoch, "ema"
+            )
+            average.swap()
         if state.stopped_by_time or (config.patience and state.stale >= config.patience):
             break
     threshold = None
@@ -387,10 +488,16 @@ def train(
         timer.start()
         threshold = choose_thresholds(SpanExtractor.load(out_dir), dev_records, schema, config)
         _write_thresholds(out_dir, threshold)
+        if config.type_constraints:
+            threshold["type_constraints"] = choose_type_constraints(out_dir, dev_records, schema)
         timer.lap("threshold choice on dev")
+    epochs_run = len({h["epoch"] for h in state.history})  # with EMA, two records an epoch
     summary = {
         "config": asdict(config),
         "units": unit,
+        "relation_stage": stage,
+        "label_vectors": label_vectors is not None,
+        "encoder_shape": _encoder_shape(model),
         "lr_encoder": lr_encoder,
         "span_width": width_stats,
         "boundaries": boundary.to_json(),
@@ -399,16 +506,17 @@ def train(
         "vocab_size": len(vocab),
         "train_sentences": len(train_records),
         "dev_sentences": len(dev_records),
-        "epochs": len(state.history),
+        "epochs": epochs_run,
         "best_epoch": state.best["epoch"] if state.best else None,
         "minutes_to_best": state.best["minutes"] if state.best else None,
         "total_minutes": round((time.monotonic() - started) / 60, 2),
         "stopped_by_time": state.stopped_by_time,
         "stopped": "time guard"
         if state.stopped_by_time
-        else ("early stopping" if len(state.history) < config.epochs else "epochs"),
+        else ("early stopping" if epochs_run < config.epochs else "epochs"),
         "best_dev": state.best,
         "profile": timer.to_json(),
+        "work": work.to_json(),
         "history": state.history,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -429,9 +537,11 @@ def _record_epoch(
     vocab: Any,
     saved_config: dict[str, Any],
     on_epoch: EpochCallback | None,
+    weights: str = "raw",
 ) -> None:
     record = {
         "epoch": epoch,
+        "weights": weights,
         "loss": sum(losses) / max(1, len(losses)),
         "minutes": round((time.monotonic() - started) / 60, 2),
         "score": round(100 * result["score"][0], 2),
@@ -444,7 +554,7 @@ def _record_epoch(
         state.best, state.best_score = record, result["score"]
         state.stale = 0
         checkpoint.save(out_dir, model, vocab, saved_config)
-    else:
+    elif weights == "raw":  # an epoch is stale once, whichever weights were scored after it
         state.stale += 1
     if on_epoch:
         on_epoch(epoch, record)

