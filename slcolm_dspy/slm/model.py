@@ -177,10 +177,10 @@ class SpanRelationModel(nn.Module):
         """One vector per ordered pair: both spans, their types, the context between them and,
         with the marker stage, the two markers' states."""
         spert = self._span_pair_vectors(pool, spans, span_vecs, pairs, pair_types)
-        if self.relation_stage != "markers" or pairs.shape[0] == 0:
-            if self.relation_stage == "markers":
-                return spert.new_zeros(0, spert.shape[1] + 2 * self.encoder.hidden_size)
+        if self.relation_stage != "markers":
             return spert
+        if pairs.shape[0] == 0:
+            return spert.new_zeros(0, spert.shape[1] + 2 * self.encoder.hidden_size)
         assert context.layers is not None
         groups = pair_groups(spans, pairs)
         span_types = torch.zeros(spans.shape[0], dtype=torch.long, device=spans.device)
