@@ -20,7 +20,7 @@ from slcolm_dspy.data.io import drop_torn_tail, written_ids
 from slcolm_dspy.data.paths import output_dir, output_file
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.data.writers import JsonlAppender
-from slcolm_dspy.slm.config import TrainConfig, train_config
+from slcolm_dspy.slm.config import RELATION_STAGES, TrainConfig, train_config
 
 DEFAULTS = TrainConfig()
 
@@ -207,7 +207,7 @@ def train(
     options = {k: v for k, v in locals().items() if k in TRAIN_FIELDS and _given(ctx, k)}
     one_of("--units", units, ("auto", "char", "word"))
     one_of("--precision", precision, ("auto", "bf16", "fp32"))
-    one_of("--relation-stage", relation_stage, ("auto", "markers", "spans"))
+    one_of("--relation-stage", relation_stage, ("auto", *RELATION_STAGES))
     schema = load_schema(schema_name)
     data_dir = resolve_data_dir(data)
     train_records, report = load_split(data_dir, "train", schema)

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from slcolm_dspy.core.schema import Schema
 
 LR_ENCODER_BY_UNIT = {"char": 2e-4, "word": 5e-5}
+# the relation designs of the model (`relation_stage`); a setting may also say "auto"
+RELATION_STAGES = ("spans", "markers")
 
 
 @dataclass

@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from slcolm_dspy.slm.batching import Batch
+from slcolm_dspy.slm.config import RELATION_STAGES
 from slcolm_dspy.slm.markers import LayerStates, PairMarkers, pair_groups
-
-RELATION_STAGES = ("spans", "markers")
 
 CHUNK = 4096  # spans or pairs whose vectors are built at once at inference (bounds memory)
 

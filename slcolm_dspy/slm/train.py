@@ -38,7 +38,7 @@ from slcolm_dspy.slm.batching import (
     prepare_example,
     sample_training_item,
 )
-from slcolm_dspy.slm.config import LR_ENCODER_BY_UNIT, TrainConfig
+from slcolm_dspy.slm.config import LR_ENCODER_BY_UNIT, RELATION_STAGES, TrainConfig
 from slcolm_dspy.slm.encoders import build_encoder
 from slcolm_dspy.slm.extractor import SpanExtractor, autocast_context
 from slcolm_dspy.slm.markers import pair_groups
@@ -265,8 +265,8 @@ def _encoder_shape(model: SpanRelationModel) -> dict[str, int] | None:
 
 def _relation_stage(setting: str, encoder: nn.Module) -> str:
     """`auto`: the marker stage where the encoder has BERT-style layers to carry the markers."""
-    if setting not in ("auto", "spans", "markers"):
-        raise SlcolmError(f"relation stage {setting!r}: expected auto, spans or markers")
+    if setting not in ("auto", *RELATION_STAGES):
+        raise SlcolmError(f"relation stage {setting!r}: expected auto, {' or '.join(RELATION_STAGES)}")
     if setting == "auto":
         return "markers" if getattr(encoder, "splittable", False) else "spans"
     if setting == "markers" and not getattr(encoder, "splittable", False):
