@@ -21,10 +21,10 @@ import resource
 import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
+from slcolm_dspy.core.records import relation_type_counts
 from slcolm_dspy.core.schema import load_schema
 from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.evaluate import RelationEvaluator
@@ -77,7 +77,7 @@ def training_flops(summary: dict) -> dict | None:
     if not work or not encoder:
         return None
     hidden, intermediate = encoder["hidden_size"], encoder["intermediate_size"]
-    per_token = 2 * (4 * hidden * hidden + 2 * hidden * intermediate)
+    per_token = layer_flops(hidden, intermediate, 0)  # attention scores added from the sums below
     text = encoder["layers"] * (work["text_tokens"] * per_token + 4 * hidden * work["text_attention"])
     marked = encoder["marker_layers"]
     markers = marked * (work["marker_tokens"] * per_token + 4 * hidden * work["marker_attention"])
@@ -154,8 +154,8 @@ def main() -> None:
 
     schema = load_schema(args.schema)
     model_dir = args.model or args.out
+    train_records, _ = load_split(args.data, "train", schema)
     if args.model is None:
-        train_records, _ = load_split(args.data, "train", schema)
         dev_records, _ = load_split(args.data, "dev", schema)
         given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
         if given.get("text_form") in ("", "none"):
@@ -190,8 +190,7 @@ def main() -> None:
         check=True,
     )
     measured = json.loads(child.stdout.strip().splitlines()[-1])
-    train_records, _ = load_split(args.data, "train", schema)
-    train_counts = Counter(r.type for record in train_records for r in record.relations)
+    train_counts = relation_type_counts(train_records)
     results = {
         "corpus": args.schema,
         **measured,

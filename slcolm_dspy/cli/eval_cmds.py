@@ -22,6 +22,7 @@ from slcolm_dspy.cli.options import (
 )
 from slcolm_dspy.cli.render import make_console, pct, per_type_table, summary_table
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.core.records import relation_type_counts
 from slcolm_dspy.core.schema import Schema, load_schema
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.paths import output_dir, output_file
@@ -166,7 +167,7 @@ def _score_files(
 def _train_counts(data_dir: Path, schema_name: str) -> Counter[str]:
     schema = load_schema(schema_name)
     records, _ = load_split(data_dir, "train", schema)
-    return Counter(rel.type for r in records for rel in r.relations)
+    return relation_type_counts(records)
 
 
 @reports_errors

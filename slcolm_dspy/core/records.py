@@ -9,6 +9,7 @@ ChisRE: the simplified form of the traditional text), so one set of offsets serv
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -81,6 +82,12 @@ class Sentence:
         out["entities"] = [_entity_json(e) for e in self.entities]
         out["relations"] = [_relation_json(r) for r in self.relations]
         return out
+
+
+def relation_type_counts(records: Iterable[Sentence]) -> Counter[str]:
+    """How many relations of each type `records` hold (a split's train counts: head/tail, the
+    long-tail chart, the per-type policies)."""
+    return Counter(rel.type for record in records for rel in record.relations)
 
 
 def _entity_json(entity: Entity) -> dict[str, Any]:

@@ -6,14 +6,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.records import Sentence, relation_type_counts
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.build import ReadReport
 
 
 def split_stats(records: Sequence[Sentence], report: ReadReport | None = None) -> dict[str, Any]:
     entity_types = Counter(e.type for r in records for e in r.entities)
-    relation_types = Counter(rel.type for r in records for rel in r.relations)
+    relation_types = relation_type_counts(records)
     out: dict[str, Any] = {
         "sentences": len(records),
         "chars": sum(len(r.text) for r in records),

@@ -8,14 +8,13 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.records import Sentence, relation_type_counts
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.corpus import load_split
 from slcolm_dspy.evaluate import RelationEvaluator
@@ -85,7 +84,7 @@ def compile_on_dev(
     dev = load_split(request.data_dir, "dev", schema)[0]
     records = dev_sample(dev, space.sample, request.seed)
     train = load_split(request.data_dir, "train", schema)[0]
-    train_counts = Counter(r.type for s in train for r in s.relations)
+    train_counts = relation_type_counts(train)
     needs_pool = any(int(k) > 0 for k in space.prompt.get("demos", [0]))
     pool = load_split(request.data_dir, request.demo_pool, schema)[0] if needs_pool else []
     program = SLCoLMProgram(schema)

@@ -14,7 +14,7 @@ import os
 import random
 import statistics
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from slcolm_dspy.core.errors import SlcolmError
-from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.core.records import Sentence, relation_type_counts
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.evaluate import RelationEvaluator
 from slcolm_dspy.slm import checkpoint
@@ -178,7 +178,7 @@ def choose_thresholds(
     def fit(indices: Sequence[int]) -> tuple[float, np.ndarray]:
         best_global = max(grid, key=lambda t: (score(indices, t), -abs(t - 0.4)))
         gold = [dev_records[i] for i in indices]
-        support = Counter(r.type for g in gold for r in g.relations)
+        support = relation_type_counts(gold)
         per_type = np.full(len(extractor.labels.relation_types), best_global, dtype=np.float32)
         evaluator = RelationEvaluator(gold, schema, protocol)
         subset = [scored[i] for i in indices]
@@ -283,7 +283,7 @@ def relation_pos_weight(
 ) -> torch.Tensor | None:
     if not balance:
         return None
-    counts = Counter(r.type for s in records for r in s.relations)
+    counts = relation_type_counts(records)
     present = [counts[t] for t in relation_types if counts[t]]
     median = statistics.median(present) if present else 1.0
     weights = [max(1.0, (median / counts[t]) ** balance) if counts[t] else 1.0 for t in relation_types]
@@ -369,7 +369,7 @@ def train(
             "text_form": config.text_form,
             "type_pairs": type_pairs(train_records, schema),
             # per relation type: how many train relations it had (the report's tail chart)
-            "train_counts": dict(Counter(r.type for record in train_records for r in record.relations)),
+            "train_counts": dict(relation_type_counts(train_records)),
             "type_constraints": False,  # chosen on dev after training
         },
     )
