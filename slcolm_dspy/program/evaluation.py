@@ -169,7 +169,9 @@ def _slm_only_report(
 def _train_counts(compiled: CompiledProgram, options: RunOptions) -> dict[str, int] | None:
     """Train relations per type, as the program's SLM recorded them (None for an SLM trained
     before it did so: the report then has no tail chart)."""
-    config = compiled.slm_dir(options.slm) / "config.json"
+    from slcolm_dspy.slm.checkpoint import CONFIG  # here: the SLM (torch) has loaded by now
+
+    config = compiled.slm_dir(options.slm) / CONFIG
     try:
         counts = json.loads(config.read_text(encoding="utf-8")).get("train_counts")
     except (OSError, ValueError):
