@@ -10,11 +10,18 @@ import typer
 from rich.table import Table
 
 from slcolm_dspy.cli.errors import reports_errors, stderr
-from slcolm_dspy.cli.options import DataOption, SchemaOption, SkipBadOption
+from slcolm_dspy.cli.options import (
+    DataOption,
+    LineBreaksOption,
+    SchemaOption,
+    SkipBadOption,
+    UnitOption,
+)
 from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import Schema, load_schema
-from slcolm_dspy.data.build import ReadReport
+from slcolm_dspy.data.brat import BratOptions
+from slcolm_dspy.data.build import LOSS_CAUSES, ReadReport
 from slcolm_dspy.data.corpus import fetch_corpus, load_split, resolve_data_dir
 from slcolm_dspy.data.paths import output_file
 from slcolm_dspy.data.readers import read_records
@@ -26,17 +33,26 @@ data_app = typer.Typer(help="Fetch, describe and convert corpora.", no_args_is_h
 console = make_console()
 
 
+EXAMPLES_PER_CAUSE = 3
+
+
 def report_skipped(report: ReadReport) -> None:
+    """What a reader did not take, on stderr: bad records, then each cause of loss once with its
+    count and its first cases (file:line), then what the reader repaired or merged."""
     for err in report.skipped:
         stderr.print(f"skipped: {err}", markup=False)
     if report.skipped:
         stderr.print(f"{len(report.skipped)} bad record(s) skipped in {report.source}", markup=False)
-    for problem in getattr(report, "problems", ()):  # brat: what did not become a record
-        stderr.print(problem, markup=False)
-    counts = getattr(report, "counts", None)
-    if counts:
+    for cause, n in sorted(report.losses.items()):
+        stderr.print(f"lost: {n} {LOSS_CAUSES.get(cause, cause)}", markup=False)
+        cases = [p for p in report.problems if p.endswith(f"[{cause}]")]
+        for problem in cases[:EXAMPLES_PER_CAUSE]:
+            stderr.print(f"  {problem.removesuffix(f' [{cause}]')}", markup=False)
+        if len(cases) > EXAMPLES_PER_CAUSE:
+            stderr.print(f"  ... and {len(cases) - EXAMPLES_PER_CAUSE} more", markup=False)
+    if report.counts:
         stderr.print(
-            ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(counts.items())), markup=False
+            ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(report.counts.items())), markup=False
         )
 
 
@@ -149,11 +165,14 @@ def convert(
     ] = False,
     schema_name: SchemaOption = "chisre",
     skip_bad: SkipBadOption = False,
+    line_breaks: LineBreaksOption = "auto",
+    unit: UnitOption = "sentence",
 ) -> None:
     """Convert any supported file (SpERT JSON included) to the generic JSONL format."""
     output_file(out)
+    brat = BratOptions(line_breaks, unit)
     schema = load_schema(schema_name)
-    records, report = read_records(source, schema, skip_bad=skip_bad)
+    records, report = read_records(source, schema, skip_bad=skip_bad, brat=brat)
     report_skipped(report)
     if add_simplified:
         form = (schema.corpus.variant_form if schema.corpus else None) or "simplified"

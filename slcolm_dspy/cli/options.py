@@ -19,6 +19,21 @@ SchemaOption = Annotated[
 SkipBadOption = Annotated[
     bool, typer.Option("--skip-bad", help="Skip bad records (counted and listed) instead of stopping.")
 ]
+# How brat documents become records (`data convert`, `schema init`, `schema check`).
+LineBreaksOption = Annotated[
+    str,
+    typer.Option(
+        "--line-breaks",
+        help="brat .txt line breaks: sentence (each ends one), wrap (hard-wrapped: only blank lines"
+        " end paragraphs), auto (wrap when the lines run to one width and end mid-sentence).",
+    ),
+]
+UnitOption = Annotated[
+    str,
+    typer.Option(
+        "--unit", help="brat records: sentence, or paragraph (keeps relations across its sentences)."
+    ),
+]
 # Run settings: how a run talks to its LLM. Given at run time, never stored in a program.
 ConcurrencyOption = Annotated[
     int, typer.Option(min=1, help="LLM requests in flight at once (and local server slots).")

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from slcolm_dspy.cli.errors import reports_errors
-from slcolm_dspy.cli.options import DataOption, SchemaOption
+from slcolm_dspy.cli.options import DataOption, LineBreaksOption, SchemaOption, UnitOption
 from slcolm_dspy.cli.render import make_console
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.schema import load_schema
+from slcolm_dspy.data.brat import BratOptions
 from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.draft import check_schema, draft_schema
 from slcolm_dspy.data.paths import output_file
@@ -67,13 +68,16 @@ def init(
         int, typer.Option(min=1, help="Types with at least this many train relations are head types.")
     ] = 100,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    line_breaks: LineBreaksOption = "auto",
+    unit: UnitOption = "sentence",
 ) -> None:
     """Draft a schema from annotated data: inventories with train counts, head/tail split,
     direction-insensitive candidates, language, TODO definition stubs."""
     output_file(out)
     if out.exists() and not force:
         raise SlcolmError(f"--out {out} exists; pass --force to overwrite it")
-    text, summary = draft_schema(data, name or out.stem, head_threshold)
+    brat = BratOptions(line_breaks, unit)
+    text, summary = draft_schema(data, name or out.stem, head_threshold, brat)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     sentences = ", ".join(f"{n} {s}" for s, n in summary["sentences"].items())
@@ -88,6 +92,9 @@ def init(
     for split, types in summary["not_in_train"].items():
         if types:
             console.print(f"in {split} but not in train (label_fixes TODO): {', '.join(types)}")
+    for rel_type, causes in summary["skipped"].items():
+        why = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in causes.items())
+        console.print(f"skipped (no relation readable as a record): {rel_type} ({why})", markup=False)
     console.print(f"next: fill the TODOs, then `slcolm schema check --schema {out} --data ...`")
 
 
@@ -98,11 +105,13 @@ def check(
         list[Path], typer.Option("--data", help="A corpus directory or data files (any supported format).")
     ],
     schema_name: SchemaOption = "chisre",
+    line_breaks: LineBreaksOption = "auto",
+    unit: UnitOption = "sentence",
 ) -> None:
     """Validate a schema against data: types in the data but not in the schema, missing
     definitions, empty types. Exit 1 when there is any problem."""
     schema = load_schema(schema_name)
-    problems = check_schema(schema, data)
+    problems = check_schema(schema, data, BratOptions(line_breaks, unit))
     for problem in problems:
         console.print(f"{schema.source}: {problem}", markup=False)
     if problems:

@@ -28,6 +28,8 @@ class CorpusSpec:
     splits: dict[str, SplitFiles]
     fetch: dict[str, Any]
     sha256: dict[str, str]
+    # how brat documents become records: line_breaks, unit (data.brat.BratOptions)
+    brat: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Schema:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     # every word of the prompts that is not data (signatures/prompts/, the schema's [prompts])
     prompts: PromptTemplate = field(default_factory=lambda: resolve_prompts(None, None), repr=False)
+    # Types the data holds that this schema leaves out on purpose: readers count and drop them.
+    skip_relation_types: frozenset[str] = frozenset()
     # A draft's reading mode (`slcolm schema init`): readers accept any type name as it is.
     open_types: bool = False
 
@@ -178,6 +182,10 @@ def _build(raw: dict[str, Any], source: str) -> Schema:
     norm = relations.get("normalise", {})
     head_tail = raw.get("head_tail", {})
     insensitive = frozenset(relations.get("direction_insensitive", []))
+    skip = frozenset(relations.get("skip", []))
+    both = sorted(skip & set(types))
+    if both:
+        raise SlcolmError(f"{source}: [relations] lists {', '.join(both)} in both types and skip")
     head = tuple(head_tail.get("head", types))
     for listed in (insensitive, head):
         unknown = sorted(set(listed) - set(types))
@@ -197,6 +205,7 @@ def _build(raw: dict[str, Any], source: str) -> Schema:
             },
             fetch=fetch,
             sha256=dict(fetch.pop("sha256", {})),
+            brat=dict(c.get("brat", {})),
         )
     paper = raw.get("evaluation", {}).get("paper", {})
     definitions = dict(raw.get("definitions", {}))
@@ -229,6 +238,7 @@ def _build(raw: dict[str, Any], source: str) -> Schema:
         statements=statements,
         triggers={t: list(g) for t, g in triggers.items() if t in types},
         source=source,
+        skip_relation_types=skip,
         raw=raw,
         prompts=resolve_prompts(raw["schema"].get("language"), raw.get("prompts"), source),
     )

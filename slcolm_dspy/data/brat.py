@@ -1,32 +1,102 @@
 """brat standoff: a `.txt` document and its `.ann` annotations, or a directory of such pairs.
 
-Documents are cut into sentences (line breaks, then `data.text.split_sentences`); each record's
-id is `<document>:<offset of the sentence in the document>`, so document offsets are the
-record's offsets plus that number. What cannot become a sentence-level record is reported
-with its file and line, never dropped silently: discontinuous spans (`T1 PER 0 3;5 8`),
-offsets whose text differs from the annotation's, entities that cross a sentence end, and
-relations whose arguments lie in different sentences (counted and listed). Event, attribute,
-normalisation and note lines (`E`, `A`, `M`, `N`, `#`, `*`) are counted and skipped.
+Documents are cut into units (sentences, or paragraphs with `unit="paragraph"`); a record's id
+is `<document>:<offset of the unit in the document>`. brat files as people have them:
+
+- **Hard-wrapped text.** Many corpora break their `.txt` every N characters inside sentences.
+  With `line_breaks="auto"` (the default) a document whose lines run to one width and end
+  mid-sentence is read as wrapped: a single line break is not a sentence end (blank lines
+  are). Inside a unit a break becomes one space between words, nothing between characters of
+  an unsegmented script, so a record's offsets are the document's, less the breaks dropped.
+- **Fragments** (`T1 PER 10 12;13 15`) separated only by line breaks or spaces are one entity;
+  a real gap is a discontinuous entity, which a record cannot hold.
+- **Offsets** off by a few characters are realigned to the nearest exact match of the
+  annotation's text (counted); **CRLF** line ends and a **byte-order mark** are handled by
+  reading offsets in whichever count (raw, LF, without BOM) the annotations match best.
+- **Duplicate ids** and **self-relations** are refused with file and line.
+
+Whatever cannot become a record is counted once per cause (`build.LOSS_CAUSES`) with the file
+and line of each case: a discontinuous entity, an offset with no nearby match, an entity across a
+unit end, a relation across units, a relation whose argument was lost, a relation type the
+schema skips. Event, attribute, normalisation and note lines are counted and skipped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from slcolm_dspy.core.errors import DataError, SlcolmError
+from slcolm_dspy.core.language import is_unsegmented_char
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.build import ReadReport, SentenceBuilder
 from slcolm_dspy.data.text import split_sentences
 
+LINE_BREAK_MODES = ("auto", "sentence", "wrap")
+UNITS = ("sentence", "paragraph")
+REALIGN_WINDOW = 32  # characters either side of the written offsets searched for the annotation's text
+_KINDS = {
+    "T": "text-bound",
+    "R": "relation",
+    "E": "event",
+    "A": "attribute",
+    "M": "attribute",
+    "N": "normalisation",
+    "#": "note",
+    "*": "equivalence",
+}
+_ID = re.compile(r"^(?:[TREAMN]\d+|#\d*|\*)$")
+_SENTENCE_END = "。！？!?.」』”’）)\"'"
+
+
+@dataclass(frozen=True)
+class BratOptions:
+    line_breaks: str = "auto"  # sentence: every break ends a sentence; wrap: only blank lines do
+    unit: str = "sentence"  # or paragraph: keeps relations across sentences of one paragraph
+
+    def __post_init__(self) -> None:
+        if self.line_breaks not in LINE_BREAK_MODES:
+            raise SlcolmError(f"--line-breaks must be one of {', '.join(LINE_BREAK_MODES)}")
+        if self.unit not in UNITS:
+            raise SlcolmError(f"--unit must be one of {', '.join(UNITS)}")
+
 
 @dataclass
-class _Mention:
+class _TextBound:
+    ident: str
     type: str
-    start: int
-    end: int
+    fragments: list[tuple[int, int]]
+    text: str
     line: int
+
+
+@dataclass
+class _RelationLine:
+    ident: str
+    type: str
+    arg1: str
+    arg2: str
+    line: int
+
+
+@dataclass
+class _Annotations:
+    textbounds: list[_TextBound] = field(default_factory=list)
+    relations: list[_RelationLine] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)  # other annotation kinds, by kind
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A piece of the document that becomes one record: `text[i]` is the document's character
+    at `positions[i]` (a line break inside the unit may read as a space or be dropped)."""
+
+    positions: tuple[int, ...]
+    text: str
 
 
 def brat_documents(path: Path) -> list[Path]:
@@ -43,138 +113,351 @@ def brat_documents(path: Path) -> list[Path]:
 
 
 def _read(path: Path) -> str:
+    """The file's characters as written: CRLF stays CRLF (brat tools count offsets either way)."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as handle:
+            return handle.read()
     except FileNotFoundError:
         raise SlcolmError(f"{path}: file not found (a brat .ann needs its .txt)") from None
     except UnicodeDecodeError as exc:
         raise SlcolmError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    spans = []
-    pos = 0
-    for line in text.splitlines(keepends=True):
-        for start, sentence in split_sentences(line.rstrip("\r\n")):
-            spans.append((pos + start, pos + start + len(sentence)))
-        pos += len(line)
-    return spans
-
-
-def read_brat(path: Path, schema: Schema, *, skip_bad: bool = False) -> tuple[list[Sentence], ReadReport]:
+def read_brat(
+    path: Path, schema: Schema, *, skip_bad: bool = False, options: BratOptions | None = None
+) -> tuple[list[Sentence], ReadReport]:
     report = ReadReport(str(path))
     records: list[Sentence] = []
     for ann in brat_documents(path):
-        records += _document(ann, schema, report, skip_bad)
+        try:
+            records += _document(ann, schema, report, options or BratOptions())
+        except DataError as err:
+            if not skip_bad:
+                raise
+            report.skipped.append(err)
     return records, report
 
 
-def _document(ann: Path, schema: Schema, report: ReadReport, skip_bad: bool) -> list[Sentence]:
-    text = _read(ann.with_suffix(".txt"))
-    builder = SentenceBuilder(schema, str(ann))
-    mentions: dict[str, _Mention] = {}
-    relations: list[tuple[str, str, str, int]] = []
+# --- phase 1: the annotation lines ---------------------------------------------------------
 
-    def problem(line: int, what: str) -> None:
-        report.problems.append(f"{ann}:{line}: {what}")
 
+def parse_annotations(ann: Path, builder: SentenceBuilder, report: ReadReport) -> _Annotations:
+    """Every line of an `.ann` file, checked. A line that does not start with an annotation id
+    continues the text of the entity above it (a text field that held a line break)."""
+    out = _Annotations()
+    first_line: dict[str, int] = {}
+    open_text: _TextBound | None = None  # the entity whose text a following line may continue
     for lineno, line in enumerate(_read(ann).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split("\t")
         ident = parts[0]
-        kind = ident[:1]
-        try:
-            if kind == "T":
-                if len(parts) < 3:
-                    raise builder.fail(f"line {lineno}", "a T line needs ID, 'Type start end' and text")
-                head = parts[1].split(" ", 1)
-                if len(head) != 2:
-                    raise builder.fail(f"line {lineno}", f"no offsets in {parts[1]!r}")
-                etype, offsets = head
-                if ";" in offsets:
-                    problem(lineno, f"{ident}: discontinuous span {offsets!r} skipped")
-                    report.counts["discontinuous"] += 1
-                    continue
-                bounds = offsets.split()
-                if len(bounds) != 2 or not all(b.isdigit() for b in bounds):
-                    raise builder.fail(f"line {lineno}", f"offsets must be two integers, got {offsets!r}")
-                start, end = int(bounds[0]), int(bounds[1])
-                if not 0 <= start < end <= len(text):
-                    raise builder.fail(
-                        f"line {lineno}",
-                        f"offsets {start}..{end} out of range for a {len(text)}-char document",
-                    )
-                if text[start:end] != parts[2]:
-                    problem(
-                        lineno, f"{ident}: text[{start}:{end}] = {text[start:end]!r} != {parts[2]!r}; skipped"
-                    )
-                    report.counts["offset_mismatch"] += 1
-                    continue
-                mentions[ident] = _Mention(builder.entity_type(etype, f"line {lineno}"), start, end, lineno)
-            elif kind == "R":
-                fields = parts[1].split() if len(parts) > 1 else []
-                args = dict(f.split(":", 1) for f in fields[1:] if ":" in f)
-                if len(fields) < 3 or "Arg1" not in args or "Arg2" not in args:
-                    raise builder.fail(f"line {lineno}", "an R line needs 'Type Arg1:T.. Arg2:T..'")
-                rel_type = builder.relation_type(fields[0], f"line {lineno}")
-                relations.append((rel_type, args["Arg1"], args["Arg2"], lineno))
-            else:
-                report.counts[f"{kind or 'blank'} lines skipped"] += 1
-        except DataError as err:
-            if not skip_bad:
-                raise
-            report.skipped.append(err)
-    return _sentences(ann, text, mentions, relations, report)
+        if not _ID.match(ident):
+            if open_text is None:
+                raise builder.fail(f"line {lineno}", f"not a brat annotation line: {line[:40]!r}")
+            open_text.text += "\n" + line
+            report.counts["continuation lines joined to the entity text above"] += 1
+            continue
+        open_text = None
+        if ident in first_line and ident[0] in "TR":
+            raise builder.fail(f"line {lineno}", f"duplicate id {ident} (first at line {first_line[ident]})")
+        first_line[ident] = lineno
+        if ident[0] == "T":
+            open_text = _textbound(parts, lineno, builder)
+            out.textbounds.append(open_text)
+        elif ident[0] == "R":
+            out.relations.append(_relation_line(parts, lineno, builder))
+        else:
+            out.skipped[_KINDS[ident[0]]] += 1
+    return out
 
 
-def _sentences(
-    ann: Path,
-    text: str,
-    mentions: dict[str, _Mention],
-    relations: list[tuple[str, str, str, int]],
+def _textbound(parts: list[str], lineno: int, builder: SentenceBuilder) -> _TextBound:
+    where = f"line {lineno}"
+    if len(parts) < 3:
+        raise builder.fail(where, "a T line needs ID, 'Type start end' and text")
+    head = parts[1].split(" ", 1)
+    if len(head) != 2:
+        raise builder.fail(where, f"no offsets in {parts[1]!r}")
+    fragments = []
+    for piece in head[1].split(";"):
+        bounds = piece.split()
+        if len(bounds) != 2 or not all(b.isdigit() for b in bounds):
+            raise builder.fail(where, f"offsets must be pairs of integers, got {head[1]!r}")
+        start, end = int(bounds[0]), int(bounds[1])
+        if start >= end:
+            raise builder.fail(where, f"empty or reversed span {start}..{end}")
+        fragments.append((start, end))
+    etype = builder.entity_type(head[0], where)
+    return _TextBound(parts[0], etype, fragments, "\t".join(parts[2:]), lineno)
+
+
+def _relation_line(parts: list[str], lineno: int, builder: SentenceBuilder) -> _RelationLine:
+    where = f"line {lineno}"
+    fields = parts[1].split() if len(parts) > 1 else []
+    args = dict(f.split(":", 1) for f in fields[1:] if ":" in f)
+    if len(fields) < 3 or "Arg1" not in args or "Arg2" not in args:
+        raise builder.fail(where, "an R line needs 'Type Arg1:T.. Arg2:T..'")
+    if args["Arg1"] == args["Arg2"]:
+        raise builder.fail(where, f"{parts[0]} joins {args['Arg1']} with itself")
+    return _RelationLine(parts[0], fields[0], args["Arg1"], args["Arg2"], lineno)
+
+
+# --- phase 2: which character count the offsets use ----------------------------------------
+
+
+def _readings(raw: str) -> list[tuple[str, str]]:
+    """(name, text) of every character count a tool may have used for the offsets."""
+    out = [("as written", raw)]
+    if raw.startswith("\ufeff"):
+        out.append(("without the byte-order mark", raw[1:]))
+    if "\r\n" in raw:
+        out += [(f"{name}, CRLF read as LF", text.replace("\r\n", "\n")) for name, text in list(out)]
+    return out
+
+
+def _matches(text: str, bound: _TextBound) -> bool:
+    return all(end <= len(text) for _, end in bound.fragments) and _squash(
+        _fragment_text(text, bound.fragments)
+    ) == _squash(bound.text)
+
+
+def _fragment_text(text: str, fragments: list[tuple[int, int]]) -> str:
+    return " ".join(text[s:e] for s, e in fragments)
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def choose_reading(raw: str, bounds: list[_TextBound], report: ReadReport) -> str:
+    """The reading of the document in which most entities' offsets hit their text; a byte-order
+    mark kept in the text reads as a space (it is not part of any sentence)."""
+    readings = _readings(raw)
+    scores = [sum(_matches(text, b) for b in bounds) for _, text in readings]
+    best = max(range(len(readings)), key=lambda i: (scores[i], -i))
+    name, text = readings[best]
+    if best:
+        report.counts[f"documents with offsets counted {name}"] += 1
+    return text.replace("\ufeff", " ")
+
+
+# --- phase 3: entity offsets -----------------------------------------------------------------
+
+
+def ground(
+    text: str, bound: _TextBound, builder: SentenceBuilder, report: ReadReport
+) -> tuple[int, int] | None:
+    """The entity's (start, end) in the document, or None when it is lost (counted by cause)."""
+    where = f"{builder.source}:{bound.line}: {bound.ident}"
+    fragments = sorted(bound.fragments)
+    if fragments[-1][1] > len(text):
+        raise builder.fail(
+            f"line {bound.line}", f"offset {fragments[-1][1]} out of range for a {len(text)}-char document"
+        )
+    if len(fragments) > 1:
+        gaps = [text[e:s] for (_, e), (s, _) in pairwise(fragments)]
+        if any(gap.strip() for gap in gaps):
+            report.lose("discontinuous", f"{where}: discontinuous span {fragments}")
+            return None
+        report.counts["fragments joined across line breaks or spaces"] += 1
+    start, end = fragments[0][0], fragments[-1][1]
+    if _squash(text[start:end]) == _squash(bound.text):
+        return start, end
+    moved = _realign(text, bound.text, start)
+    if moved is None:
+        report.lose("offset", f"{where}: text[{start}:{end}] = {text[start:end]!r} != {bound.text!r}")
+        return None
+    report.counts["entity offsets realigned to a nearby match"] += 1
+    return moved
+
+
+def _realign(text: str, wanted: str, start: int) -> tuple[int, int] | None:
+    """The exact occurrence of `wanted` nearest `start` within REALIGN_WINDOW characters."""
+    if not wanted.strip():
+        return None
+    lo = max(0, start - REALIGN_WINDOW)
+    hi = min(len(text), start + len(wanted) + REALIGN_WINDOW)
+    hits = [m.start() for m in re.finditer(re.escape(wanted), text[lo:hi])]
+    if not hits:
+        return None
+    best = min(hits, key=lambda h: abs(lo + h - start))
+    return lo + best, lo + best + len(wanted)
+
+
+# --- phase 4: units ----------------------------------------------------------------------
+
+
+def looks_hard_wrapped(text: str) -> bool:
+    """Lines followed by another line run to one width and mostly end mid-sentence: the file
+    was wrapped at that width, and its single line breaks are not sentence ends."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    followed = [a for a, b in pairwise(lines) if a.strip() and b.strip()]
+    if len(followed) < 3:
+        return False
+    width = max(len(line) for line in lines)
+    near = sum(len(line) >= 0.85 * width for line in followed)
+    open_ended = sum(not line.endswith(tuple(_SENTENCE_END)) for line in followed)
+    return near >= 0.6 * len(followed) and open_ended >= 0.5 * len(followed)
+
+
+_LINE = re.compile(r"[^\r\n]+")
+_BETWEEN_PARAGRAPHS = re.compile(r"\r?\n(?:[ \t\u3000]*\r?\n)+")
+
+
+def _paragraphs(text: str, wrapped: bool) -> list[tuple[int, int]]:
+    """(start, end) of each paragraph: a line, or (wrapped) the lines up to a blank one."""
+    if not wrapped:
+        spans = [m.span() for m in _LINE.finditer(text)]
+    else:
+        cuts = [m.span() for m in _BETWEEN_PARAGRAPHS.finditer(text)]
+        starts = [0, *(e for _, e in cuts)]
+        ends = [*(s for s, _ in cuts), len(text)]
+        spans = list(zip(starts, ends, strict=True))
+    return [(s, e) for s, e in spans if text[s:e].strip()]
+
+
+def _joined(text: str, start: int, end: int) -> _Unit:
+    """text[start:end] with each line break read as one space between words, or dropped beside
+    a space or beside a character of an unsegmented script or CJK punctuation (wrapped Chinese)."""
+    positions, chars = [], []
+    i = start
+    while i < end:
+        if text[i] not in "\r\n":
+            positions.append(i)
+            chars.append(text[i])
+            i += 1
+            continue
+        j = i
+        while j < end and text[j] in "\r\n":
+            j += 1
+        before = chars[-1] if chars else " "
+        after = text[j] if j < end else " "
+        if not (before.isspace() or after.isspace() or _closes_up(before) or _closes_up(after)):
+            positions.append(i)
+            chars.append(" ")
+        i = j
+    return _Unit(tuple(positions), "".join(chars))
+
+
+def _closes_up(char: str) -> bool:
+    """Characters written without spaces around them: unsegmented scripts, CJK punctuation and
+    full-width forms (a wrap beside one is not a word gap)."""
+    return is_unsegmented_char(char) or "\u3000" <= char <= "\u303f" or "\uff00" <= char <= "\uffef"
+
+
+def units(text: str, options: BratOptions, report: ReadReport) -> list[_Unit]:
+    """The document's records-to-be: sentences (or paragraphs) with their document positions."""
+    wrapped = options.line_breaks == "wrap" or (options.line_breaks == "auto" and looks_hard_wrapped(text))
+    if wrapped:
+        report.counts["hard-wrapped documents (single line breaks read as spaces)"] += 1
+    out = []
+    for p_start, p_end in _paragraphs(text, wrapped):
+        paragraph = _joined(text, p_start, p_end)
+        if options.unit == "sentence":
+            pieces = split_sentences(paragraph.text)
+        else:
+            stripped = paragraph.text.strip()
+            pieces = [(len(paragraph.text) - len(paragraph.text.lstrip()), stripped)]
+        out += [_Unit(paragraph.positions[s : s + len(piece)], piece) for s, piece in pieces]
+    return out
+
+
+# --- phase 5: records ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Placed:
+    type: str
+    start: int
+    end: int
+    line: int
+
+
+def _document(ann: Path, schema: Schema, report: ReadReport, options: BratOptions) -> list[Sentence]:
+    builder = SentenceBuilder(schema, str(ann))
+    found = parse_annotations(ann, builder, report)
+    for kind, n in found.skipped.items():
+        report.counts[f"{kind} lines skipped"] += n
+    text = choose_reading(_read(ann.with_suffix(".txt")), found.textbounds, report)
+    placed: dict[str, _Placed] = {}
+    for bound in found.textbounds:
+        span = ground(text, bound, builder, report)
+        if span:
+            placed[bound.ident] = _Placed(bound.type, *span, bound.line)
+    records = _records(units(text, options, report), placed, found, builder, report)
+    report.counts["documents"] += 1
+    report.counts["sentences"] += len(records)
+    return records
+
+
+def _records(
+    pieces: list[_Unit],
+    placed: dict[str, _Placed],
+    found: _Annotations,
+    builder: SentenceBuilder,
     report: ReadReport,
 ) -> list[Sentence]:
-    spans = _sentence_spans(text)
-    where: dict[str, int] = {}
-    for ident, m in mentions.items():
-        inside = [i for i, (s, e) in enumerate(spans) if s <= m.start and m.end <= e]
-        if inside:
-            where[ident] = inside[0]
-        else:
-            report.problems.append(f"{ann}:{m.line}: {ident} crosses a sentence end; skipped")
-            report.counts["entity_crosses_sentence"] += 1
-    per_sentence: dict[int, list[str]] = {}
-    for ident in sorted(where, key=lambda i: (mentions[i].start, mentions[i].end)):
-        per_sentence.setdefault(where[ident], []).append(ident)
-    rels: dict[int, list[tuple[str, str, str]]] = {}
-    for rel_type, a, b, line in relations:
-        if a not in where or b not in where:
-            missing = a if a not in where else b
-            report.problems.append(f"{ann}:{line}: argument {missing} is not a kept entity; relation skipped")
-            report.counts["relation_argument_missing"] += 1
+    """Entities into the unit holding them (one entity per type and span), then relations
+    between entities of one unit; every loss counted."""
+    at = {pos: (u, i) for u, unit in enumerate(pieces) for i, pos in enumerate(unit.positions)}
+    entities: list[dict[tuple[str, int, int], int]] = [{} for _ in pieces]
+    where: dict[str, tuple[int, int]] = {}  # entity id -> (unit, entity index)
+    for ident, m in sorted(placed.items(), key=lambda kv: (kv[1].start, kv[1].end)):
+        first, last = at.get(m.start), at.get(m.end - 1)
+        if first is None or last is None or first[0] != last[0]:
+            report.lose("entity_across_units", f"{builder.source}:{m.line}: {ident} crosses a sentence end")
             continue
-        if where[a] != where[b]:
-            report.problems.append(f"{ann}:{line}: {rel_type} joins {a} and {b} across sentences")
-            report.counts["cross_sentence_relations"] += 1
-            continue
-        rels.setdefault(where[a], []).append((rel_type, a, b))
-    out = []
-    doc = ann.stem
-    for i, (s, e) in enumerate(spans):
-        idents = per_sentence.get(i, [])
-        index = {ident: k for k, ident in enumerate(idents)}
-        ents = tuple(
-            Entity(
-                mentions[t].type,
-                text[mentions[t].start : mentions[t].end],
-                mentions[t].start - s,
-                mentions[t].end - s,
-            )
-            for t in idents
+        index = entities[first[0]]
+        key = (m.type, first[1], last[1] + 1)
+        if key in index:
+            report.counts["duplicate entities merged"] += 1
+        where[ident] = (first[0], index.setdefault(key, len(index)))
+    relations: list[dict[tuple[str, int, int], None]] = [{} for _ in pieces]
+    defined = {b.ident for b in found.textbounds}
+    for rel in found.relations:
+        kept = _relation(rel, where, defined, builder, report)
+        if kept:
+            unit, triple = kept
+            if triple in relations[unit]:
+                report.counts["duplicate relations merged"] += 1
+            relations[unit][triple] = None
+    return [
+        Sentence(
+            f"{Path(builder.source).stem}:{unit.positions[0]}",
+            unit.text,
+            tuple(Entity(t, unit.text[s:e], s, e) for t, s, e in entities[u]),
+            tuple(Relation(t, h, tl) for t, h, tl in relations[u]),
         )
-        relations_here = tuple(Relation(rt, index[a], index[b]) for rt, a, b in rels.get(i, []))
-        out.append(Sentence(f"{doc}:{s}", text[s:e], ents, relations_here))
-        report.counts["sentences"] += 1
-    report.counts["documents"] += 1
-    return out
+        for u, unit in enumerate(pieces)
+    ]
+
+
+def _relation(
+    rel: _RelationLine,
+    where: dict[str, tuple[int, int]],
+    defined: set[str],
+    builder: SentenceBuilder,
+    report: ReadReport,
+) -> tuple[int, tuple[str, int, int]] | None:
+    here = f"{builder.source}:{rel.line}"
+    skipped = builder.skipped_relation_type(rel.type)
+    if skipped:
+        report.lose("type_skipped", f"{here}: {rel.ident} is a {skipped} relation", skipped)
+        return None
+    rel_type = builder.relation_type(rel.type, f"line {rel.line}")
+    for arg in (rel.arg1, rel.arg2):
+        if arg not in defined:
+            raise builder.fail(f"line {rel.line}", f"{rel.ident} names {arg}, which no T line defines")
+    if rel.arg1 not in where or rel.arg2 not in where:
+        missing = rel.arg1 if rel.arg1 not in where else rel.arg2
+        report.lose("argument_lost", f"{here}: argument {missing} is not a kept entity", rel_type)
+        return None
+    (unit_a, head), (unit_b, tail) = where[rel.arg1], where[rel.arg2]
+    if unit_a != unit_b:
+        joins = f"{rel_type} joins {rel.arg1} and {rel.arg2} across sentences"
+        report.lose("cross_sentence", f"{here}: {joins}", rel_type)
+        return None
+    if head == tail:
+        raise builder.fail(f"line {rel.line}", f"{rel.ident} joins {rel.arg1} and {rel.arg2}, one entity")
+    return unit_a, (rel_type, head, tail)

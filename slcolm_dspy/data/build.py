@@ -17,6 +17,16 @@ from slcolm_dspy.core.errors import DataError
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.core.schema import Schema
 
+# Why an annotation did not become part of a record: the keys of ReadReport.losses.
+LOSS_CAUSES = {
+    "discontinuous": "discontinuous entities (a gap that is not a line break or a space)",
+    "offset": "entities whose offsets and text disagree, with no exact match nearby",
+    "entity_across_units": "entities across a sentence end",
+    "cross_sentence": "relations across sentences (--unit paragraph keeps those within a paragraph)",
+    "argument_lost": "relations whose argument was lost",
+    "type_skipped": "relations of a type the schema skips ([relations] skip)",
+}
+
 
 @dataclass
 class ReadReport:
@@ -26,8 +36,18 @@ class ReadReport:
     skipped: list[DataError] = field(default_factory=list)
     label_fixes: Counter[str] = field(default_factory=Counter)
     dropped_empty: int = 0
-    problems: list[str] = field(default_factory=list)  # file:line: what was not taken and why (brat)
+    problems: list[str] = field(default_factory=list)  # file:line: what was not taken and why
     counts: Counter[str] = field(default_factory=Counter)  # what a document reader did (brat)
+    losses: Counter[str] = field(default_factory=Counter)  # annotations not taken, by cause
+    # (relation type, cause) of every relation not taken: a draft schema lists these types too
+    lost_relations: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def lose(self, cause: str, problem: str, relation_type: str | None = None) -> None:
+        """Count an annotation that did not become part of a record, and say where it was."""
+        self.losses[cause] += 1
+        self.problems.append(f"{problem} [{cause}]")
+        if relation_type is not None:
+            self.lost_relations[relation_type, cause] += 1
 
 
 class SentenceBuilder:
@@ -40,6 +60,13 @@ class SentenceBuilder:
 
     def fail(self, record: str | int, problem: str) -> DataError:
         return DataError(self.source, problem, record)
+
+    def skipped_relation_type(self, raw: Any) -> str | None:
+        """The schema's name for `raw` when the schema skips that type ([relations] skip)."""
+        if not isinstance(raw, str) or not self.schema.skip_relation_types:
+            return None
+        name = self.schema.normalise_relation(raw)
+        return name if name in self.schema.skip_relation_types else None
 
     def relation_type(self, raw: Any, record: str | int) -> str:
         if not isinstance(raw, str) or not raw.strip():
@@ -202,6 +229,7 @@ class SentenceBuilder:
         ents = tuple(
             self.grounded_entity(e, text, record, i, **entity_options) for i, e in enumerate(entities)
         )
+        relations = self._without_skipped_types(relations, record)
         rels = tuple(
             self.relation(r, len(ents), record, i, grounded=_both_grounded(r, ents))
             for i, r in enumerate(relations)
@@ -212,6 +240,18 @@ class SentenceBuilder:
                 if key in raw and raw[key] != entities[idx].get("span", ents[idx].text):
                     raise self.fail(record, f"relation {i} {key} {raw[key]!r} != entity {idx}")
         return Sentence(sid, text, ents, rels, dict(variants or {}))
+
+    def _without_skipped_types(self, relations: list[Any], record: str | int) -> list[Any]:
+        """The relations minus those of a type the schema skips (each counted as a loss)."""
+        kept = []
+        for i, raw in enumerate(relations):
+            skipped = self.skipped_relation_type(raw.get("type")) if isinstance(raw, Mapping) else None
+            if skipped:
+                where = f"{self.source}: record {record}: relation {i}"
+                self.report.lose("type_skipped", f"{where} is a {skipped} relation", skipped)
+            else:
+                kept.append(raw)
+        return kept
 
 
 def _both_grounded(raw: Any, entities: tuple[Entity, ...]) -> bool:

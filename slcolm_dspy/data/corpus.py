@@ -11,6 +11,7 @@ from pathlib import Path
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import CorpusSpec, Schema
+from slcolm_dspy.data.brat import BratOptions
 from slcolm_dspy.data.build import ReadReport
 from slcolm_dspy.data.io import sha256_of
 from slcolm_dspy.data.readers import read_records
@@ -42,7 +43,8 @@ def load_split(
     path = data_dir / spec.splits[split].file
     if not path.exists():  # a file, or a directory of brat documents
         raise SlcolmError(f"{path} not found: run `slcolm data fetch {schema.name}` or pass --data DIR")
-    return read_records(path, schema, skip_bad=skip_bad)  # any supported format
+    brat = BratOptions(**spec.brat)  # how brat documents become records, as the schema says
+    return read_records(path, schema, skip_bad=skip_bad, brat=brat)  # any supported format
 
 
 def fetch_corpus(

@@ -20,6 +20,7 @@ from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.language import detect_unsegmented
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema, open_schema
+from slcolm_dspy.data.brat import BratOptions
 from slcolm_dspy.data.readers import read_records
 
 SPLITS = ("train", "dev", "test")
@@ -77,6 +78,8 @@ class Profile:
     sentences: Counter[str] = field(default_factory=Counter)
     entities: dict[str, Counter[str]] = field(default_factory=dict)
     relations: dict[str, Counter[str]] = field(default_factory=dict)
+    # relation type -> why its relations were not read (cross-sentence, argument lost, ...)
+    lost: dict[str, Counter[str]] = field(default_factory=dict)
     same_type: Counter[str] = field(default_factory=Counter)  # train pairs joining one entity type
     head_first: Counter[str] = field(default_factory=Counter)  # train pairs whose head comes first
     unsegmented: bool = False
@@ -95,13 +98,16 @@ class Profile:
                     self.head_first[rel.type] += (head.start or 0) < (tail.start or 0)
 
 
-def profile(paths: Sequence[Path], schema: Schema) -> Profile:
-    """Read every file (any supported format) and count its types per split."""
+def profile(paths: Sequence[Path], schema: Schema, brat: BratOptions | None = None) -> Profile:
+    """Read every file (any supported format) and count its types per split, and the types of
+    relations the reader could not keep."""
     result = Profile()
     texts: list[str] = []
     for path in data_files(paths):
         split = split_of(path)
-        records, _ = read_records(path, schema)
+        records, report = read_records(path, schema, brat=brat)
+        for (rel_type, cause), n in report.lost_relations.items():
+            result.lost.setdefault(rel_type, Counter())[cause] += n
         result.files.setdefault(split, []).append(path.name)
         result.add(split, records)
         texts += [r.text for r in records[:2000]]
@@ -111,13 +117,24 @@ def profile(paths: Sequence[Path], schema: Schema) -> Profile:
     return result
 
 
-def raw_relation_names(paths: Sequence[Path]) -> Counter[str]:
-    """Relation names exactly as written, to propose a normalisation."""
+def raw_relation_names(paths: Sequence[Path], brat: BratOptions | None = None) -> Counter[str]:
+    """Relation names exactly as written (kept or not), to propose a normalisation."""
     counts: Counter[str] = Counter()
     for path in data_files(paths):
-        records, _ = read_records(path, open_schema())
+        records, report = read_records(path, open_schema(), brat=brat)
         counts.update(r.type for rec in records for r in rec.relations)
+        counts.update({rel_type: n for (rel_type, _), n in report.lost_relations.items()})
     return counts
+
+
+def only_lost(prof: Profile) -> dict[str, Counter[str]]:
+    """Relation types whose every relation was lost by the reader -> why (the draft skips them)."""
+    read = {t for counts in prof.relations.values() for t in counts}
+    return {t: causes for t, causes in sorted(prof.lost.items()) if t not in read}
+
+
+def _why(causes: Counter[str]) -> str:
+    return ", ".join(f"{n} {cause.replace('_', ' ')}" for cause, n in causes.most_common())
 
 
 def symmetric_candidates(prof: Profile, min_count: int = 5) -> list[str]:
@@ -144,10 +161,13 @@ def _q(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def draft_schema(paths: Sequence[Path], name: str, head_threshold: int = 100) -> tuple[str, dict]:
+def draft_schema(
+    paths: Sequence[Path], name: str, head_threshold: int = 100, brat: BratOptions | None = None
+) -> tuple[str, dict]:
     """The draft schema's TOML text and a summary of what was found."""
-    cut_at, delete = proposed_normalisation(raw_relation_names(paths))
-    prof = profile(paths, open_schema(cut_at, delete))
+    cut_at, delete = proposed_normalisation(raw_relation_names(paths, brat))
+    prof = profile(paths, open_schema(cut_at, delete), brat)
+    skipped = only_lost(prof)
     train_rel = prof.relations["train"]
     types = [t for t, _ in sorted(train_rel.items(), key=lambda x: (-x[1], x[0]))]
     train_ent = prof.entities["train"]
@@ -188,6 +208,9 @@ def draft_schema(paths: Sequence[Path], name: str, head_threshold: int = 100) ->
         "types = [" + ", ".join(_q(t) for t in types) + "]",
         "# TODO review: types whose pairs join one entity type with no preferred order in the text",
         "direction_insensitive = [" + ", ".join(_q(t) for t in symmetric) + "]",
+        "# Types in the data none of whose relations can be read as records (readers count and drop them):",
+        *(f"#   {t}: {sum(c.values())} relations: {_why(c)}" for t, c in skipped.items()),
+        "skip = [" + ", ".join(_q(t) for t in skipped) + "]",
     ]
     if cut_at or delete:
         lines += [
@@ -212,6 +235,8 @@ def draft_schema(paths: Sequence[Path], name: str, head_threshold: int = 100) ->
             "# TODO: types in dev/test but not in train; map each onto an inventory type:",
             "label_fixes = { " + ", ".join(f"{_q(t)} = {_q('TODO')}" for t in missing) + " }",
         ]
+    if brat and brat != BratOptions():
+        lines += [f"brat = {{ line_breaks = {_q(brat.line_breaks)}, unit = {_q(brat.unit)} }}"]
     for split in SPLITS:
         for file in prof.files.get(split, [])[:1]:
             lines += [f"[corpus.splits.{split}]", f"file = {_q(file)}"]
@@ -232,6 +257,7 @@ def draft_schema(paths: Sequence[Path], name: str, head_threshold: int = 100) ->
         "head": head,
         "direction_insensitive_candidates": symmetric,
         "not_in_train": unseen,
+        "skipped": {t: dict(c) for t, c in skipped.items()},
         "entity_types_not_in_train": unseen_entities,
         "language": language,
         "normalise": {"cut_at": cut_at, "delete": list(delete)},
@@ -239,21 +265,32 @@ def draft_schema(paths: Sequence[Path], name: str, head_threshold: int = 100) ->
     return "\n".join(lines), summary
 
 
-def check_schema(schema: Schema, paths: Sequence[Path]) -> list[str]:
+def check_schema(schema: Schema, paths: Sequence[Path], brat: BratOptions | None = None) -> list[str]:
     """Every problem between a schema and the data, one line each (empty: none)."""
     reading = open_schema(schema.normalise_cut_at, schema.normalise_delete)
-    prof = profile(paths, reading)
+    prof = profile(paths, reading, brat)
     fixes = schema.corpus.label_fixes if schema.corpus else {}
     problems: list[str] = []
+
+    def unknown(raw: str) -> bool:
+        name = fixes.get(schema.aliases.get(raw, raw), schema.aliases.get(raw, raw))
+        return schema.relation_code(name) is None and name not in schema.skip_relation_types
+
     for split in SPLITS:
         for raw, n in sorted(prof.relations.get(split, Counter()).items()):
-            name = schema.aliases.get(raw, raw)
-            name = fixes.get(name, name)
-            if schema.relation_code(name) is None:
-                problems.append(f"relation type {raw!r} ({n} in {split}) is not in [relations].types")
+            if unknown(raw):
+                problems.append(
+                    f"relation type {raw!r} ({n} in {split}) is in neither [relations].types nor skip"
+                )
         for raw, n in sorted(prof.entities.get(split, Counter()).items()):
             if schema.entity_code(raw) is None:
                 problems.append(f"entity type {raw!r} ({n} in {split}) is not in [entities]")
+    for raw, causes in only_lost(prof).items():
+        if unknown(raw):
+            problems.append(
+                f"relation type {raw!r} is in the data ({_why(causes)}) but in neither [relations].types"
+                " nor skip"
+            )
     train_rel = prof.relations.get("train", Counter())
     for rel_type in schema.relation_types:
         if not train_rel.get(rel_type):

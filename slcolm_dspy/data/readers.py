@@ -17,6 +17,7 @@ from typing import Any
 from slcolm_dspy.core.errors import DataError, SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
+from slcolm_dspy.data.brat import BratOptions, read_brat
 from slcolm_dspy.data.build import ReadReport, SentenceBuilder
 from slcolm_dspy.data.io import first_jsonl_object, iter_jsonl, load_json
 
@@ -293,16 +294,17 @@ def detect_format(path: Path) -> str:
     raise SlcolmError(f"{path}: unknown format (expected .json, .jsonl or brat .txt/.ann)")
 
 
-def read_records(path: Path | str, schema: Schema, *, skip_bad: bool = False) -> Records:
-    """Read any supported file into records, choosing the reader from its content."""
+def read_records(
+    path: Path | str, schema: Schema, *, skip_bad: bool = False, brat: BratOptions | None = None
+) -> Records:
+    """Read any supported file into records, choosing the reader from its content; `brat` says
+    how brat documents are cut into records."""
     from slcolm_dspy.data import replay_pack  # replay formats build on this module
 
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "brat":
-        from slcolm_dspy.data.brat import read_brat
-
-        return read_brat(path, schema, skip_bad=skip_bad)
+        return read_brat(path, schema, skip_bad=skip_bad, options=brat)
     if fmt == "corpus":
         return read_corpus_file(path, schema, skip_bad=skip_bad)
     if fmt == "spert":
