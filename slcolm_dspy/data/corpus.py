@@ -42,7 +42,12 @@ def load_split(
         raise SlcolmError(f"unknown split {split!r}; choose from {', '.join(spec.splits)}")
     path = data_dir / spec.splits[split].file
     if not path.exists():  # a file, or a directory of brat documents
-        raise SlcolmError(f"{path} not found: run `slcolm data fetch {schema.name}` or pass --data DIR")
+        if spec.fetch.get("url"):
+            raise SlcolmError(f"{path} not found: run `slcolm data fetch {schema.name}` or pass --data DIR")
+        raise SlcolmError(
+            f"{path} not found: pass --data DIR, the folder that holds {spec.splits[split].file}"
+            f" ({schema.source or schema.name} names it for the {split} split)"
+        )
     brat = BratOptions(**spec.brat)  # how brat documents become records, as the schema says
     return read_records(path, schema, skip_bad=skip_bad, brat=brat)  # any supported format
 

@@ -11,6 +11,7 @@ first about as often as its tail is flagged as a direction-insensitive candidate
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,40 +28,59 @@ SPLITS = ("train", "dev", "test")
 _BRACKETS = ("（", "）", "(", ")", " ", "\u3000")
 
 
-def split_of(path: Path) -> str:
-    """train / dev / test from a file name ("conll04_dev.json", "valid.jsonl"); train otherwise."""
+_SPLIT_WORDS = {"train": "train", "dev": "dev", "valid": "dev", "validation": "dev", "test": "test"}
+
+
+def split_of(path: Path) -> str | None:
+    """train / dev / test when the file's name says so as a word ("conll04_dev.json",
+    "valid.jsonl"); None for a name with no split word, or with two ("train_dev.json")."""
     stem = (path.name if path.is_dir() else path.stem).lower()
-    if "test" in stem:
-        return "test"
-    if "dev" in stem or "valid" in stem:
-        return "dev"
-    return "train"
+    found = {_SPLIT_WORDS[w] for w in re.split(r"[^a-z0-9]+", stem) if w in _SPLIT_WORDS}
+    return found.pop() if len(found) == 1 else None
 
 
-def data_files(paths: Iterable[Path]) -> list[Path]:
-    """The data files named, directories expanded to their .json/.jsonl files (a SpERT type
-    file such as `*_types.json` is not data)."""
-    out: list[Path] = []
+def data_files(paths: Iterable[Path]) -> list[tuple[str, Path]]:
+    """(split, file) of the data named: a file given alone is train unless its name says
+    otherwise; a directory's .json/.jsonl files (or its brat folders) are chosen by the split
+    word in their names. Where two files could be one split, the one named just that split wins
+    (ChisRE's `train.json` over its SpERT twin `chisre_train.json`); otherwise a one-line error
+    lists them."""
+    paths = list(paths)
+    chosen: dict[str, list[Path]] = {}
     for path in paths:
         if path.is_dir() and any(path.glob("*.ann")):
-            out.append(path)  # a directory of brat documents is one source
+            chosen.setdefault(split_of(path) or "train", []).append(path)  # brat documents: one source
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
-            out += [p for p in found if not p.stem.endswith("types")]
+            found = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl") or _brat_dir(p))
+            for file in found:
+                split = split_of(file)
+                if split:
+                    chosen.setdefault(split, []).append(file)
         elif path.is_file():
-            out.append(path)
+            chosen.setdefault(split_of(path) or ("train" if len(paths) == 1 else "?"), []).append(path)
         else:
             raise SlcolmError(f"--data: no such file or directory: {path}")
-    if not out:
-        raise SlcolmError("--data: no .json or .jsonl files found")
-    # One file per split: a corpus may ship the same split twice (ChisRE's dict file and its
-    # SpERT twin); the shortest name is the primary one.
-    chosen: dict[str, Path] = {}
-    for path in out:
-        split = split_of(path)
-        if split not in chosen or len(path.name) < len(chosen[split].name):
-            chosen[split] = path
-    return [chosen[s] for s in SPLITS if s in chosen]
+    if "?" in chosen:
+        names = ", ".join(p.name for p in chosen["?"])
+        raise SlcolmError(f"--data: cannot tell which split {names} is: put train, dev or test in its name")
+    if not chosen:
+        listed = ", ".join(str(p) for p in paths)
+        raise SlcolmError(f"--data {listed}: no file named for a split (train, dev, valid, test)")
+    return [(split, _one(split, chosen[split])) for split in SPLITS if split in chosen]
+
+
+def _brat_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.ann"))
+
+
+def _one(split: str, candidates: list[Path]) -> Path:
+    if len(candidates) == 1:
+        return candidates[0]
+    exact = [p for p in candidates if (p.name if p.is_dir() else p.stem).lower() == split]
+    if len(exact) == 1:
+        return exact[0]
+    names = ", ".join(p.name for p in candidates)
+    raise SlcolmError(f"--data: {len(candidates)} files could be the {split} split ({names}); name one file")
 
 
 def proposed_normalisation(raw_names: Iterable[str]) -> tuple[str | None, tuple[str, ...]]:
@@ -103,8 +123,7 @@ def profile(paths: Sequence[Path], schema: Schema, brat: BratOptions | None = No
     relations the reader could not keep."""
     result = Profile()
     texts: list[str] = []
-    for path in data_files(paths):
-        split = split_of(path)
+    for split, path in data_files(paths):
         records, report = read_records(path, schema, brat=brat)
         for (rel_type, cause), n in report.lost_relations.items():
             result.lost.setdefault(rel_type, Counter())[cause] += n
@@ -120,7 +139,7 @@ def profile(paths: Sequence[Path], schema: Schema, brat: BratOptions | None = No
 def raw_relation_names(paths: Sequence[Path], brat: BratOptions | None = None) -> Counter[str]:
     """Relation names exactly as written (kept or not), to propose a normalisation."""
     counts: Counter[str] = Counter()
-    for path in data_files(paths):
+    for _, path in data_files(paths):
         records, report = read_records(path, open_schema(), brat=brat)
         counts.update(r.type for rec in records for r in rec.relations)
         counts.update({rel_type: n for (rel_type, _), n in report.lost_relations.items()})

@@ -4,7 +4,8 @@ Formats:
 - corpus dict files (`train/dev/test.json`): one object keyed by the sentence; the SpERT twin
   file named in the schema, when present beside it, supplies the variant form of each text;
 - SpERT list files (`tokens`, `entities`, `relations`);
-- the generic JSON Lines format (README, "Data format"), which users convert their data to;
+- the generic JSON Lines format (README, "Data format"), which users convert their data to, and
+  the same records as one JSON array;
 - the replay pack's gold and SLM files (strings without offsets), in `replay_pack`.
 """
 
@@ -141,12 +142,12 @@ def _join_tokens(tokens: list[Any], unsegmented: bool) -> tuple[str, list[int], 
     return glue.join(tokens), starts, ends
 
 
-def read_spert(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
+def read_spert(path: Path, schema: Schema, *, skip_bad: bool = False, data: Any = None) -> Records:
     """A SpERT list file: `tokens` (a string of characters, or a list of characters or words)
     and entity offsets into the tokens, mapped to character offsets of the joined text."""
     from slcolm_dspy.core.language import is_unsegmented_language
 
-    data = load_json(path)
+    data = load_json(path) if data is None else data
     if not isinstance(data, list):
         raise DataError(str(path), "expected a JSON list of SpERT records")
     split, _ = _split_name(path, schema)
@@ -217,22 +218,21 @@ def _token_to_char_offsets(
     return out
 
 
-def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
-    """The generic JSON Lines format: one sentence object per line."""
-    builder = SentenceBuilder(schema, str(path))
+def _generic_record(builder: SentenceBuilder, path: Path) -> Callable[[int, str, Any], Sentence]:
+    """Build one generic record (README, "Data format"), checking ids are unique in the file."""
     seen: set[str] = set()
 
-    def make(lineno: int, rec: Any) -> Sentence:
-        record = f"at line {lineno}"
+    def make(number: int, record: str, rec: Any) -> Sentence:
+        """`number` makes the default id (the line, or the place in the array); `record` says where."""
         if not isinstance(rec, dict):
-            raise builder.fail(record, "line is not a JSON object")
+            raise builder.fail(record, "not a JSON object")
         if "text" not in rec:
             raise builder.fail(record, "missing key 'text'")
-        sid = str(rec.get("id", f"{path.stem}-{lineno:04d}"))
+        sid = str(rec.get("id", f"{path.stem}-{number:04d}"))
         if sid in seen:
             raise builder.fail(record, f"duplicate id {sid!r}")
         seen.add(sid)
-        if not isinstance(rec["text"], str) or not rec["text"]:
+        if not isinstance(rec["text"], str) or not rec["text"].strip():
             raise builder.fail(record, f"'text' must be a non-empty string, got {rec['text']!r:.60}")
         variants = rec.get("variants") or {}
         if not isinstance(variants, dict) or any(
@@ -249,18 +249,43 @@ def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records
             allow_ungrounded=True,
         )
 
+    return make
+
+
+def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
+    """The generic JSON Lines format: one sentence object per line."""
+    builder = SentenceBuilder(schema, str(path))
+    make = _generic_record(builder, path)
+
     def items() -> Iterator[tuple[int, Callable[[], Sentence]]]:
         # with skip_bad, a line that is not JSON (or not UTF-8) is skipped and counted like any
         # other bad record
         bad = builder.report.skipped if skip_bad else None
         for lineno, rec in iter_jsonl(path, bad=bad):
-            yield lineno, (lambda lineno=lineno, rec=rec: make(lineno, rec))
+            yield lineno, (lambda lineno=lineno, rec=rec: make(lineno, f"at line {lineno}", rec))
 
     return _collect(builder, items(), skip_bad), builder.report
 
 
+def read_json_list(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
+    """A JSON array: SpERT records (with `tokens`) or generic records (with `text`), told apart
+    by the first record's keys."""
+    data = load_json(path)
+    first = next((r for r in data if isinstance(r, dict)), None) if isinstance(data, list) else None
+    if first is not None and "tokens" not in first and "text" in first:
+        builder = SentenceBuilder(schema, str(path))
+        make = _generic_record(builder, path)
+        items = [(i, (lambda i=i, r=r: make(i + 1, f"at index {i}", r))) for i, r in enumerate(data)]
+        return _collect(builder, items, skip_bad), builder.report
+    if first is not None and "tokens" not in first:
+        keys = ", ".join(sorted(first)[:6])
+        raise DataError(str(path), f"records have neither 'tokens' (SpERT) nor 'text' (generic): {keys}")
+    return read_spert(path, schema, skip_bad=skip_bad, data=data)
+
+
 def detect_format(path: Path) -> str:
-    """One of: brat, corpus, spert, jsonl, replay-gold, replay-slm, replay-llm."""
+    """One of: brat, corpus, json-list (SpERT or generic records), jsonl, replay-gold,
+    replay-slm, replay-llm."""
     if not path.exists():
         raise SlcolmError(f"file not found: {path}")
     if path.is_dir():
@@ -290,7 +315,7 @@ def detect_format(path: Path) -> str:
     if path.suffix == ".json":
         with path.open(encoding="utf-8", errors="replace") as handle:
             head = handle.read(64).lstrip()
-        return "spert" if head.startswith("[") else "corpus"
+        return "json-list" if head.startswith("[") else "corpus"
     raise SlcolmError(f"{path}: unknown format (expected .json, .jsonl or brat .txt/.ann)")
 
 
@@ -307,8 +332,8 @@ def read_records(
         return read_brat(path, schema, skip_bad=skip_bad, options=brat)
     if fmt == "corpus":
         return read_corpus_file(path, schema, skip_bad=skip_bad)
-    if fmt == "spert":
-        return read_spert(path, schema, skip_bad=skip_bad)
+    if fmt == "json-list":
+        return read_json_list(path, schema, skip_bad=skip_bad)
     if fmt == "replay-gold":
         return replay_pack.read_gold(path, schema, skip_bad=skip_bad)
     if fmt == "replay-slm":

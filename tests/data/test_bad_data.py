@@ -122,7 +122,7 @@ def test_jsonl_problems(tmp_path, schema):
 def test_wrong_top_level_shape(tmp_path, schema):
     path = tmp_path / "list.json"
     path.write_text('[{"entities": []}]', encoding="utf-8")
-    with pytest.raises(DataError, match="record 1: missing key 'tokens'"):
+    with pytest.raises(DataError, match="neither 'tokens' \\(SpERT\\) nor 'text' \\(generic\\): entities"):
         read_records(path, schema)
 
 

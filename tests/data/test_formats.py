@@ -39,7 +39,7 @@ def test_spert_import_to_jsonl(tmp_path, schema, corpus_dir):
     assert again == spert
     dict_records, _ = load_split(corpus_dir, "test", schema)
     assert [r.id for r in spert] == [r.id for r in dict_records]  # ids agree across formats
-    assert detect_format(corpus_dir / "chisre_test.json") == "spert"
+    assert detect_format(corpus_dir / "chisre_test.json") == "json-list"
     assert detect_format(corpus_dir / "test.json") == "corpus"
 
 
