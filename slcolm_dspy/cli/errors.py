@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ stderr = make_console(stderr=True)
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
+EXIT_ALL_LLM_CALLS_FAILED = 4
 DEBUG = {"on": os.environ.get("SLCOLM_DEBUG") == "1"}
 
 
@@ -57,6 +58,26 @@ def _exit_now(code: int) -> None:
         sys.stderr.flush()
         os._exit(code)
     raise typer.Exit(code)
+
+
+ASK_AGAIN = "run the same command again to ask for those only"
+
+
+def say_llm_failures(failed: int, answered: int, causes: Mapping[str, int], again: str = ASK_AGAIN) -> None:
+    """After a run: one line counting the sentences whose LLM calls failed, by cause, and how to
+    ask again; exit EXIT_ALL_LLM_CALLS_FAILED when no sentence got an answer at all (the output
+    is then the SLM's alone, which must not pass for a guided run)."""
+    if not failed:
+        return
+    by_cause = "; ".join(f"{n} x {cause}" for cause, n in sorted(causes.items(), key=lambda kv: -kv[1]))
+    stderr.print(
+        f"{failed} of {failed + answered} sentences sent to the LLM failed ({by_cause}); the SLM's"
+        f" output stands for them; {again}",
+        markup=False,
+    )
+    if not answered:
+        stderr.print("error: every LLM call failed: is the LLM server up and answering?", markup=False)
+        raise typer.Exit(EXIT_ALL_LLM_CALLS_FAILED)
 
 
 def reports_errors(command: F) -> F:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from slcolm_dspy.cli.errors import reports_errors
+from slcolm_dspy.cli.errors import reports_errors, say_llm_failures
 from slcolm_dspy.cli.options import (
     ApiBaseOption,
     ConcurrencyOption,
@@ -182,6 +182,7 @@ def _report_guide(
         f"{result['prompt_tokens']} prompt tokens, {result['seconds_per_sentence']:.1f} s/sentence; "
         f"predictions in {run_dir / 'predictions.jsonl'}"
     )
+    say_llm_failures(result["failed"], result["llm_sentences"], result["total"]["failures"])
 
 
 @reports_errors

@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from slcolm_dspy.cli.errors import reports_errors
+from slcolm_dspy.cli.errors import reports_errors, say_llm_failures
 from slcolm_dspy.cli.options import (
     ApiBaseOption,
     ConcurrencyOption,
@@ -242,6 +242,9 @@ def _extract_documents(
         f" {done.completion_tokens} completion tokens, cost ${done.cost:.4f} (LiteLLM's prices; 0 for a"
         f" local server) ({compiled.policy.label}); written to {out}"
     )
+    # a document is written once its batch is done: asking again means extracting it again
+    again = f"remove those documents from {out} and run again to ask for them"
+    say_llm_failures(done.failed, done.llm_sentences, done.failures, again)
 
 
 EngineOpt = Annotated[
@@ -300,7 +303,7 @@ def _extract_sentences(compiled: Any, input_path: Path, out: Path, run: RunOptio
     sentence of running text longer than a unit (no punctuation for pages) is read in windows
     and stitched back, never sent whole; records are run as given (their variants kept)."""
     from slcolm_dspy.data.writers import write_jsonl
-    from slcolm_dspy.program.apply import extract_documents, extract_records, lm_for
+    from slcolm_dspy.program.apply import extract_documents, extract_records, lm_for, run_usage
 
     output_file(out)
     records = _read_inputs(input_path, compiled.schema)
@@ -321,6 +324,8 @@ def _extract_sentences(compiled: Any, input_path: Path, out: Path, run: RunOptio
         f"{len(merged)} sentences ({windows} windows cut from sentences over a unit's length),"
         f" {triples} triples ({compiled.policy.label}); {calls} LLM calls; written to {out}"
     )
+    usage = run_usage(work_dir)
+    say_llm_failures(usage.get("failed", 0), usage.get("llm_sentences", 0), usage.get("failures", {}))
 
 
 def evaluate_program(

@@ -439,6 +439,7 @@ def run_guide(
     }
     # failed sentences are asked again by the next run: the journal holds this run's failures only
     result["total"]["failed"] = summary.failed
+    result["total"]["failures"] = dict(summary.failures)
     (run_dir / "run.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return result
 

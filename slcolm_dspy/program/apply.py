@@ -11,8 +11,9 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,9 @@ class StreamSummary:
     prompt_tokens: int = 0  # of the batches this run finished (a resumed batch's earlier part too)
     completion_tokens: int = 0
     cost: float = 0.0  # USD as LiteLLM prices the model; 0 for a local server or an unpriced model
+    llm_sentences: int = 0  # units the LLM answered
+    failed: int = 0  # units whose LLM calls kept failing (the SLM's record stands for them)
+    failures: Counter[str] = field(default_factory=Counter)  # failed units by cause
 
     def add(self, documents: Sequence[Sentence], run: DocumentRun, usage: dict[str, Any]) -> None:
         self.documents += len(documents)
@@ -241,6 +245,9 @@ class StreamSummary:
         self.prompt_tokens += int(usage.get("prompt_tokens", 0))
         self.completion_tokens += int(usage.get("completion_tokens", 0))
         self.cost += float(usage.get("cost", 0.0))
+        self.llm_sentences += int(usage.get("llm_sentences", 0))
+        self.failed += int(usage.get("failed", 0))
+        self.failures.update(usage.get("failures", {}))
 
 
 def extract_document_stream(

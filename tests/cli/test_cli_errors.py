@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 from wire_server import Reply, WireServer
 
@@ -54,3 +55,43 @@ def test_a_refused_key_is_one_line_about_the_key(tiny_slm, corpus_dir, tmp_path,
     )
     assert "sk-wire-wrong-key-123" not in result.output  # the echoed key is masked
     assert len(server.requests) == 1
+
+
+DEAD = {
+    "http-500": Reply(status=500, body={"error": {"message": "boom"}}),
+    "http-429": Reply(status=429, body={"error": {"message": "slow down"}}),
+    "closed": Reply(fault="close"),
+    "truncated": Reply(fault="truncate", body={"choices": []}),
+    "no-choices": Reply(body={"id": "x", "object": "chat.completion", "model": "wire"}),
+}
+
+
+def _guide(server: WireServer, tiny_slm, corpus_dir, out, limit: int = 2):
+    return runner.invoke(
+        app,
+        ["guide", "--split", "dev", "--limit", str(limit), "--lm", "openai/wire", "--api-base", server.api_base,
+         "--slm", str(tiny_slm[0]), "--demos", "0", "--retries", "0", "--out", str(out), "--data", str(corpus_dir)],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", sorted(DEAD))
+def test_a_run_whose_every_llm_call_failed_says_so_and_exits_non_zero(tiny_slm, corpus_dir, tmp_path, fault):
+    with WireServer(lambda r, n: DEAD[fault]) as server:
+        result = _guide(server, tiny_slm, corpus_dir, tmp_path / "run")
+    assert "Traceback" not in result.output and server.requests
+    assert result.exit_code == errors.EXIT_ALL_LLM_CALLS_FAILED, result.output
+    text = " ".join(result.output.split())
+    assert "2 of 2 sentences sent to the LLM failed (2 x " in text and "run the same command again" in text
+    assert "error: every LLM call failed" in text
+
+
+def test_a_run_with_some_failed_calls_counts_them_and_exits_zero(tiny_slm, corpus_dir, tmp_path):
+    from wire_server import chat_reply
+
+    def script(request, n):  # the first sentence's call fails, the rest are answered
+        return DEAD["http-500"] if n == 0 else chat_reply('{"entities": [], "relations": []}')
+
+    with WireServer(script) as server:
+        result = _guide(server, tiny_slm, corpus_dir, tmp_path / "run", limit=3)
+    assert result.exit_code == 0, result.output
+    assert "1 of 3 sentences sent to the LLM failed (1 x HTTP 500" in " ".join(result.output.split())
