@@ -66,7 +66,30 @@ def serve_forever(
         threading.Thread(target=_stop_when_orphaned, args=(os.getppid(), stop), daemon=True).start()
     print(f"serving {model.name} as {alias!r} on http://{LOOPBACK}:{port}/v1", flush=True)
     stop.wait()
-    del server
+    _shut_down([server])
+
+
+STOP_GRACE = 5.0  # seconds llama.cpp gets to clean up before the process ends anyway
+
+
+def _shut_down(holder: list[object]) -> None:
+    """Drop the server (llama.cpp cleans up in its destructor) and end the process. The
+    destructor waits for requests in flight and can hang there ("cleaning up" and no exit): after
+    STOP_GRACE seconds the process ends regardless, which closes the sockets, so a client waiting
+    on a reply gets a closed connection at once instead of waiting out its timeout."""
+    cleaned = threading.Event()
+
+    def drop() -> None:
+        holder.clear()  # the last reference: the destructor runs here
+        cleaned.set()
+
+    threading.Thread(target=drop, daemon=True).start()
+    finished = cleaned.wait(STOP_GRACE)
+    print(
+        "stopped" if finished else f"stopped (llama.cpp still cleaning up after {STOP_GRACE:.0f} s)",
+        flush=True,
+    )
+    os._exit(0)
 
 
 def _stop_when_orphaned(parent: int, stop: threading.Event, every: float = 1.0) -> None:

@@ -125,6 +125,54 @@ def test_server_stops_when_its_parent_is_killed(llm_cache, tmp_path):
     assert not _alive(server_pid), "the server outlived its killed parent"
 
 
+def test_sigterm_stops_the_server_mid_request_and_the_request_gives_up(llm_cache, tmp_path):
+    """SIGTERM while a long reply is being generated: llama.cpp's clean-up waits on the request
+    and would hang; the server exits within its grace period, and the client waiting on the
+    reply gets a closed connection at once instead of waiting out its timeout."""
+    import signal
+    import threading
+    import time
+    import urllib.request
+
+    from slcolm_dspy.guide.local_model import DEFAULT_LOCAL_MODEL, assemble
+    from slcolm_dspy.guide.server import STOP_GRACE
+
+    gguf = assemble(DEFAULT_LOCAL_MODEL, llm_cache / "models")
+    # ignore_eos (llama.cpp): the reply runs to max_tokens, minutes on a CPU
+    body = {
+        "model": "local",
+        "max_tokens": 4000,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    outcome: dict[str, object] = {}
+
+    def ask(api_base: str) -> None:
+        request = urllib.request.Request(
+            f"{api_base}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as reply:
+                outcome["status"] = reply.status
+        except Exception as exc:  # a closed connection, as the test wants
+            outcome["error"] = type(exc).__name__
+        outcome["ended"] = time.monotonic()
+
+    with LocalServer(gguf, log=tmp_path / "server.log") as server:
+        client = threading.Thread(target=ask, args=(server.api_base,), daemon=True)
+        client.start()
+        time.sleep(2.0)  # the reply is being generated
+        assert "ended" not in outcome
+        sent = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=STOP_GRACE + 10)
+        client.join(timeout=10)
+    assert not client.is_alive() and "error" in outcome, outcome
+    assert outcome["ended"] - sent < STOP_GRACE + 10
+
+
 def _alive(pid: int) -> bool:
     from pathlib import Path
 
