@@ -192,6 +192,12 @@ def as_examples(records: Sequence[Sentence]) -> list[dspy.Example]:
     return [dspy.Example(sentence=r.text, record=r).with_inputs("sentence") for r in records]
 
 
+def _band(band: RoutingSettings | None) -> str:
+    if band is None:
+        return "every sentence"
+    return f"pairs with SLM probability in [{band.low:g}, {band.high:g}], margin {band.margin:g}"
+
+
 class DevF1Search(Teleprompter):
     def __init__(
         self,
@@ -303,7 +309,58 @@ class DevF1Search(Teleprompter):
         """Coordinate search order: every other value of every knob, one at a time."""
         return [(knob, value) for knob, values in self.space.prompt.items() for value in values[1:]]
 
+    def narrowest_share(self, config: GuideConfig) -> tuple[float, RoutingSettings | None]:
+        """The smallest share of sentences any routing setting of the space sends to the LLM
+        with this program (from the SLM's scores alone), and the band that gives it; (0, None)
+        without `share_of`, when shares are only known after the run."""
+        if self.share_of is None:
+            return 0.0, None
+        strategy = strategy_for(config)
+        options = [
+            (self.share_of(replace(config, routing=band, route_sentences=route)), band)
+            for band in self.space.bands()
+            for route in strategy.route_options(self.space.route_sentences)
+        ]
+        return min(options, key=lambda o: o[0])
+
+    def _fits(self, config: GuideConfig) -> bool:
+        """Whether some routing setting keeps this program under the share cap; a program that
+        cannot is refused before any LLM call is spent on it."""
+        share, band = self.narrowest_share(config)
+        if share <= self.space.max_llm_share:
+            return True
+        prompt = {k: getattr(config, k) for k in self.space.prompt}
+        self.refused.append((prompt, band, share))
+        self.progress(
+            f"{_describe(prompt)}: refused before any LLM call: its narrowest routing sends {share:.0%}"
+            f" of dev sentences to the LLM, over the {self.space.max_llm_share:.0%} cap"
+        )
+        return False
+
+    def _starting_point(self, student: SLCoLMProgram) -> GuideConfig:
+        """The search's first setting: the first value of every knob, with the first module that
+        fits under the share cap; none fits: a one-line error, before any LLM call."""
+        space = self.space
+        base = replace(
+            student.config,
+            **{k: v[0] for k, v in space.prompt.items()},
+            routing=space.probe_routing(),
+            route_sentences=False,  # the run asks about every sentence; views choose
+        )
+        starts = [replace(base, module=m) for m in space.prompt.get("module", [base.module])]
+        for config in starts:
+            if self._fits(config):
+                return config
+        share, band = min((self.narrowest_share(c) for c in starts), key=lambda n: n[0])
+        raise SlcolmError(
+            f"no setting of preset {space.name!r} keeps the LLM under {space.max_llm_share:.0%} of dev"
+            f" sentences: the narrowest sends {share:.0%} ({_band(band)}); no LLM call was made. Raise"
+            " max_llm_share in the preset, or train an SLM that is surer of its pairs"
+        )
+
     def _run(self, program: SLCoLMProgram, records: Sequence[Sentence]) -> list[Candidate] | None:
+        if not self._fits(program.config):
+            return []
         if self.calls_used >= self.space.budget_calls:
             self.progress(f"budget of {self.space.budget_calls} LLM calls spent: stopping the search")
             return None
@@ -336,14 +393,8 @@ class DevF1Search(Teleprompter):
         if not records:
             raise SlcolmError("the optimizer needs at least one dev sentence")
         space = self.space
-        base = replace(
-            student.config,
-            **{k: v[0] for k, v in space.prompt.items()},
-            routing=space.probe_routing(),
-            route_sentences=False,  # the run asks about every sentence; views choose
-        )
         current = student.deepcopy()
-        current.config = base
+        current.config = self._starting_point(student)
         best_rows = self._run(current, records)
         if best_rows is None:
             raise SlcolmError("the LLM call budget is 0: nothing to compile")
@@ -351,15 +402,17 @@ class DevF1Search(Teleprompter):
         for knob, value in self._prompt_settings():
             trial = best_program.deepcopy()
             trial.config = replace(best_program.config, **{knob: value})
+            if trial.config == best_program.config:  # the start took this value already
+                continue
             rows = self._run(trial, records)
             if rows is None:
                 break
-            if rows[0].rank > best.rank:
+            if rows and rows[0].rank > best.rank:
                 best_program, best = trial, rows[0]
         if space.dspy_optimizer != "none" and strategy_for(best_program.config).tunable_predictor:
             for trial in self._dspy_optimized(best_program, records):
                 rows = self._run(trial, records)
-                if rows is not None and rows[0].rank > best.rank:
+                if rows and rows[0].rank > best.rank:
                     best_program, best = trial, rows[0]
         best.chosen = True
         self.chosen_run = best_program

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dspy
+import pytest
 from program_helpers import PlantedRunner, _dummy, planted_gold, planted_space
 
+from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
 from slcolm_dspy.guide.embed import E5Embedder
 from slcolm_dspy.guide.pipeline import Guide, GuideConfig
@@ -46,6 +48,31 @@ def test_optimizer_stops_at_the_call_budget_and_respects_the_llm_share(schema):
         planted_space(max_llm_share=0.4), PlantedRunner(gold), schema, share_of=lambda c: 0.3
     )
     assert elsewhere.compile(SLCoLMProgram(schema), trainset=as_examples(gold)).policy.kind != "slm"
+
+
+def test_settings_over_the_share_cap_are_refused_before_any_llm_call(schema):
+    gold = planted_gold()
+    # the SLM's scores send 90% of dev to the LLM under every band: nothing is run at all
+    planted = PlantedRunner(gold)
+    hopeless = DevF1Search(planted_space(max_llm_share=0.35), planted, schema, share_of=lambda c: 0.9)
+    with pytest.raises(SlcolmError, match=r"the narrowest sends 90% .*no LLM call was made"):
+        hopeless.compile(SLCoLMProgram(schema), trainset=as_examples(gold))
+    assert planted.runs == [] and hopeless.calls_used == 0
+    # one module fits and the other does not: the other is refused without a run, and said so
+    said: list[str] = []
+    planted = PlantedRunner(gold)
+    space = planted_space(max_llm_share=0.35, prompt={"module": ["choice", "extract"], "demos": [0, 2]})
+    mixed = DevF1Search(
+        space,
+        planted,
+        schema,
+        share_of=lambda c: 0.9 if c.module == "choice" else 0.2,
+        progress=said.append,
+    )
+    compiled = mixed.compile(SLCoLMProgram(schema), trainset=as_examples(gold))
+    assert compiled.config.module == "extract" and planted.runs == [0, 2]  # extract, twice; choice never
+    assert any("refused before any LLM call" in line and "90%" in line for line in said)
+    assert [share for _, _, share in mixed.refused] == [0.9]
 
 
 def test_dspy_labeled_few_shot_fixes_demonstrations_in_the_saved_program(schema, tiny_slm, handful, tmp_path):
