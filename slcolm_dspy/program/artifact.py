@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -139,7 +140,12 @@ def save_program(
     program.save(str(out / "program.json"))
     _write_json(out / "settings.json", program.settings())
     _write_json(out / "retrieval.json", dict(retrieval))
-    _write_json(out / "slm.json", slm_reference(slm_dir))
+    # where the SLM is, seen from the program too: a program moved with its SLM (or run from
+    # another folder) still finds it
+    reference = slm_reference(slm_dir)
+    reference["relative_to_program"] = os.path.relpath(slm_dir.resolve(), out.resolve())
+    reference["absolute"] = str(slm_dir.resolve())
+    _write_json(out / "slm.json", reference)
     if (out / "schema").exists():
         shutil.rmtree(out / "schema")
     schema_file = _copy_schema(schema, out / "schema")
@@ -177,9 +183,27 @@ class CompiledProgram:
         return self.program.policy
 
     def slm_dir(self, override: Path | None = None) -> Path:
-        """The SLM to run: `override`, else the recorded path; its weights must match the hash
-        recorded at compile time (another SLM gives other hints than the program was tuned on)."""
-        path = override or Path(self.slm["path"])
+        """The SLM to run: `override`, else the first place the program recorded that holds it
+        (beside the program as it was, where it was, the path as given at compile time); its
+        weights must match the hash recorded at compile time (another SLM gives other hints than
+        the program was tuned on)."""
+        if override is not None:
+            return self._checked_slm(override)
+        places = (
+            [self.directory / self.slm["relative_to_program"]] if "relative_to_program" in self.slm else []
+        )
+        places += [Path(self.slm[k]) for k in ("absolute", "path") if k in self.slm]
+        for place in places:
+            weights = place / SLM_WEIGHTS
+            if weights.is_file() and sha256_of(weights) == self.slm["sha256"]:
+                return place
+        for place in places:
+            if (place / SLM_WEIGHTS).is_file():
+                return self._checked_slm(place)  # there, but another SLM: say so
+        tried = ", ".join(dict.fromkeys(str(p) for p in places))
+        raise SlcolmError(f"the program's SLM is not at {tried} ({SLM_WEIGHTS} missing): pass --slm DIR")
+
+    def _checked_slm(self, path: Path) -> Path:
         weights = path / SLM_WEIGHTS
         if not weights.is_file():
             raise SlcolmError(

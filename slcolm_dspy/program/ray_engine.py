@@ -90,25 +90,43 @@ class ProgramActor:
     row (the local engine's batches exactly, so both engines read the same units together)."""
 
     def __init__(self, program: str, options: dict[str, Any], work_root: str) -> None:
-        self.compiled = load_program(Path(program))
         self.options = RunOptions(**options)
         self.work_root = Path(work_root)
+        self.lm: ProgramLM | None = None
+        # A user-fixable error (a moved SLM, a bad program) goes back to the driver as a value, so
+        # the user reads the one line the local engine prints, not Ray's wrapped traceback.
+        self.error = ""
+        try:
+            self.compiled = load_program(Path(program))
+        except SlcolmError as exc:
+            self.error = str(exc)
+            return
         # kept for the actor's life; a local server stops with the actor, killed or not
         self.lm = ProgramLM(self.compiled, self.options, self.work_root / f"server-{os.getpid()}.log")
 
     def __del__(self) -> None:
-        self.lm.close()
+        if self.lm is not None:
+            self.lm.close()
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {"documents": [], "run": [], "usage": [], "batch_dir": []}
+        out: dict[str, list[Any]] = {"documents": [], "run": [], "usage": [], "batch_dir": [], "error": []}
         for blob in rows["documents"]:
             documents = [Sentence(i, t) for i, t in json.loads(str(blob))]
             batch_dir = self.work_root / batch_dir_name(documents)
-            run = extract_documents(self.compiled, documents, batch_dir, self.options, client=self.lm.get())
+            try:
+                if self.error or self.lm is None:
+                    raise SlcolmError(self.error)
+                run = extract_documents(
+                    self.compiled, documents, batch_dir, self.options, client=self.lm.get()
+                )
+            except SlcolmError as exc:
+                self.error = str(exc)
+                run = DocumentRun([], 0, 0, 0)
             out["documents"].append(json.dumps([[r.id, dumps(r)] for r in run.records], ensure_ascii=False))
             out["run"].append(json.dumps([run.units, run.windows, run.llm_calls]))
             out["usage"].append(json.dumps(run_usage(batch_dir)))
             out["batch_dir"].append(str(batch_dir))
+            out["error"].append(self.error)
         return out
 
 
@@ -216,6 +234,8 @@ def _run_wave(
         num_gpus=ray_options.num_gpus,
     )
     for batch, row in zip(wave, _rows(dataset), strict=True):
+        if row["error"]:  # what the actor could not do: said as the local engine says it
+            raise SlcolmError(row["error"])
         written = json.loads(row["documents"])
         if [i for i, _ in written] != [d.id for d in batch]:  # order is what resume relies on
             raise SlcolmError("Ray returned batches out of order; nothing of this batch was written")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from program_helpers import save_slm_program
@@ -200,3 +201,43 @@ def test_each_row_reaches_the_driver_before_the_actor_finishes_the_next(local_ra
         ready = max(done[: k + 1])
         later = [d for d in done if d > ready]
         assert not later or arrived < min(later), (k, received, done)
+
+
+def test_a_moved_program_finds_its_slm_on_both_engines_and_a_lost_one_is_one_line(
+    local_ray, schema, tiny_slm, handful, tmp_path, monkeypatch
+):
+    """Compiled with the SLM named relative to the folder compile ran in (`runs/slm`), then the
+    whole `runs/` folder moved and the program run from elsewhere: both engines find the SLM
+    beside the program. With the SLM gone, both print the same one line (no RayTaskError)."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_slm[0], tmp_path / "runs" / "slm")
+    save_slm_program(schema, Path("runs/slm"), Path("runs/programs/default"))
+    shutil.move(tmp_path / "runs", tmp_path / "moved")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in _documents(handful)))
+    base = [
+        "extract",
+        "--program",
+        str(tmp_path / "moved" / "programs" / "default"),
+        str(docs),
+        "--documents",
+    ]
+    local = runner.invoke(app, [*base, "--out", "local.jsonl"])
+    assert local.exit_code == 0, local.output
+    on_ray = runner.invoke(app, [*base, "--out", "ray.jsonl", "--engine", "ray"])
+    assert on_ray.exit_code == 0, on_ray.output
+    assert (elsewhere / "ray.jsonl").read_bytes() == (elsewhere / "local.jsonl").read_bytes()
+    shutil.rmtree(tmp_path / "moved" / "slm")
+    lines = []
+    for engine in ("local", "ray"):
+        result = runner.invoke(app, [*base, "--out", f"{engine}-2.jsonl", "--engine", engine])
+        assert (
+            result.exit_code == 2 and "Traceback" not in result.output and "RayTaskError" not in result.output
+        )
+        lines.append(result.stderr.strip().splitlines()[-1])
+    assert lines[0] == lines[1] and lines[0].startswith("error: the program's SLM is not at ")
