@@ -113,15 +113,14 @@ class ProgramActor:
         for blob in rows["documents"]:
             documents = [Sentence(i, t) for i, t in json.loads(str(blob))]
             batch_dir = self.work_root / batch_dir_name(documents)
-            try:
-                if self.error or self.lm is None:
-                    raise SlcolmError(self.error)
-                run = extract_documents(
-                    self.compiled, documents, batch_dir, self.options, client=self.lm.get()
-                )
-            except SlcolmError as exc:
-                self.error = str(exc)
-                run = DocumentRun([], 0, 0, 0)
+            run = DocumentRun([], 0, 0, 0)
+            if not self.error and self.lm is not None:
+                try:
+                    run = extract_documents(
+                        self.compiled, documents, batch_dir, self.options, client=self.lm.get()
+                    )
+                except SlcolmError as exc:
+                    self.error = str(exc)
             out["documents"].append(json.dumps([[r.id, dumps(r)] for r in run.records], ensure_ascii=False))
             out["run"].append(json.dumps([run.units, run.windows, run.llm_calls]))
             out["usage"].append(json.dumps(run_usage(batch_dir)))
