@@ -11,6 +11,7 @@ from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.prompts import PromptTemplate, resolve_prompts
+from slcolm_dspy.core.schema_shape import check_shape
 from slcolm_dspy.core.toml_files import read_toml
 
 
@@ -170,6 +171,7 @@ def _read_companion(source: str, name: str) -> dict[str, Any]:
 def load_schema(name_or_path: str | Path = "chisre") -> Schema:
     """Load a schema by name (shipped in `signatures/`) or from a `.toml` path."""
     source, raw = read_toml(name_or_path, package="slcolm_dspy.signatures", folder="", what="schema")
+    check_shape(raw, source)
     try:
         return _build(raw, source)
     except (KeyError, TypeError) as exc:

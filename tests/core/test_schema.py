@@ -48,5 +48,42 @@ def test_schema_from_path_and_errors(tmp_path):
         load_schema(bad)
     missing = tmp_path / "missing.toml"
     missing.write_text('[schema]\nname = "x"\n', encoding="utf-8")
-    with pytest.raises(SlcolmError, match="missing or malformed"):
+    with pytest.raises(SlcolmError, match=r"missing\.toml: \[entities\] is missing"):
         load_schema(missing)
+
+
+MINI = '[schema]\nname = "mini"\n[entities]\nPER = "person"\nLOC = "place"\n[relations]\ntypes = ["knows"]\n'
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        # a number where a name belongs
+        (
+            ('types = ["knows"]', "types = [7]"),
+            r"\[relations\] types must be a list of strings, got a list \[7\]",
+        ),
+        # a string where a list belongs: not "types not in [relations].types"
+        (
+            ('types = ["knows"]', 'types = "knows"'),
+            r"\[relations\] types must be a list of strings, got the string",
+        ),
+        (('types = ["knows"]', "types = []"), r"\[relations\] types is empty"),
+        (
+            ("[relations]\n", "[relations]\ndirection_insensitiv = []\n"),
+            r"unknown key 'direction_insensitiv' in \[relations\]; did you mean 'direction_insensitive'\?",
+        ),
+        (("[entities]", "[entitys]"), r"\[entities\] is missing"),
+        (
+            ("[relations]", '[entitys]\nX = "x"\n[relations]'),
+            r"unknown table \[entitys\]; did you mean 'entities'\?",
+        ),
+        (('LOC = "place"', 'LOC = "person"'), r"\[entities\] 'PER' and 'LOC' both display as 'person'"),
+        (('name = "mini"', "name = 3"), r"\[schema\] name must be a string, got the number 3"),
+    ],
+)
+def test_a_schema_outside_its_declared_shape_is_one_line_naming_the_place(tmp_path, change, said):
+    path = tmp_path / "mini.toml"
+    path.write_text(MINI.replace(*change), encoding="utf-8")
+    with pytest.raises(SlcolmError, match=said):
+        load_schema(path)
