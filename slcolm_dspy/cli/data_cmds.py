@@ -167,12 +167,15 @@ def convert(
     skip_bad: SkipBadOption = False,
     line_breaks: LineBreaksOption = "auto",
     unit: UnitOption = "sentence",
+    allow_empty: Annotated[
+        bool, typer.Option(help="Write an empty file for an input with no records instead of refusing.")
+    ] = False,
 ) -> None:
     """Convert any supported file (SpERT JSON included) to the generic JSONL format."""
-    output_file(out)
+    output_file(out, reads=[source])
     brat = BratOptions(line_breaks, unit)
     schema = load_schema(schema_name)
-    records, report = read_records(source, schema, skip_bad=skip_bad, brat=brat)
+    records, report = read_records(source, schema, skip_bad=skip_bad, brat=brat, allow_empty=allow_empty)
     report_skipped(report)
     if add_simplified:
         form = (schema.corpus.variant_form if schema.corpus else None) or "simplified"

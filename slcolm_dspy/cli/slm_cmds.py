@@ -312,7 +312,7 @@ def predict(
     device: DeviceOption = "auto",
 ) -> None:
     """Predict entities (with confidence) and relations (with probability) for every sentence."""
-    output_file(out)
+    output_file(out, reads=[data])
     from slcolm_dspy.slm.extractor import SpanExtractor
 
     schema = load_schema(schema_name)

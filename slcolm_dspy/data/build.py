@@ -8,6 +8,7 @@ its offsets, a relation index out of range, an unknown type.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ class SentenceBuilder:
         self.label_fixes = dict(label_fixes or {})
         self.report = ReadReport(source)
         self._inventory = set(schema.relation_types)
+        # the generic format's readers count entities and relations written twice (a user's own
+        # data; the published corpus files are read as published)
+        self.count_repeats = False
 
     def fail(self, record: str | int, problem: str) -> DataError:
         return DataError(self.source, problem, record)
@@ -101,6 +105,7 @@ class SentenceBuilder:
         span_keys: tuple[str, ...] = ("text", "span"),
         span_must_match: bool = True,
         allow_ungrounded: bool = False,
+        forms: tuple[str, ...] = (),
     ) -> Entity:
         """An entity with offsets into `text`; its span must equal text[start:end].
 
@@ -111,7 +116,7 @@ class SentenceBuilder:
         if not isinstance(raw, Mapping):
             raise self.fail(record, f"{where} is not an object")
         if allow_ungrounded and "end" not in raw and not any(k in raw for k in start_keys):
-            return self._ungrounded_entity(raw, record, where)
+            return self._ungrounded_entity(raw, record, where, forms or (text,))
         start = next((raw[k] for k in start_keys if k in raw), None)
         if start is None:
             raise self.fail(record, f"{where} has no {'/'.join(start_keys)} offset")
@@ -134,7 +139,9 @@ class SentenceBuilder:
             mismatch = span != actual if span_must_match else len(span) != len(actual)
             if mismatch:
                 raise self.fail(
-                    record, f"{where} span {span!r} does not match text[{start}:{end}] = {actual!r}"
+                    record,
+                    f"{where} span {span!r} does not match text[{start}:{end}] = {actual!r}"
+                    + _normalisation_hint(span, actual),
                 )
         return Entity(
             # null: an entity the LLM named only inside a triple (predictions keep it untyped)
@@ -145,11 +152,15 @@ class SentenceBuilder:
             confidence=self._confidence(raw, record, where),
         )
 
-    def _ungrounded_entity(self, raw: Mapping[str, Any], record: str | int, where: str) -> Entity:
+    def _ungrounded_entity(
+        self, raw: Mapping[str, Any], record: str | int, where: str, forms: tuple[str, ...]
+    ) -> Entity:
         text = raw.get("text")
         if not isinstance(text, str):
             raise self.fail(record, f"{where} has neither offsets nor a text")
         self.checked_text(text, record, f"{where} text")
+        if not any(text in form for form in forms):
+            raise self.fail(record, f"{where} text {text!r} has no offsets and is not in the sentence")
         etype = raw.get("type")
         return Entity(
             type=None if etype is None else self.entity_type(etype, record),
@@ -217,8 +228,8 @@ class SentenceBuilder:
         variants: Mapping[str, str] | None = None,
         **entity_options: Any,
     ) -> Sentence:
-        if not isinstance(text, str) or not text:
-            raise self.fail(record, "text must be a non-empty string")
+        if not isinstance(text, str) or not text.strip():
+            raise self.fail(record, "text must be a string with more than white space")
         self.checked_text(text, record, "text")
         for name, form in (variants or {}).items():
             self.checked_text(form, record, f"variant {name!r}")
@@ -226,8 +237,10 @@ class SentenceBuilder:
             raise self.fail(record, "'entities' must be a list")
         if not isinstance(relations, list):
             raise self.fail(record, "'relations' must be a list")
+        forms = (text, *(variants or {}).values())
         ents = tuple(
-            self.grounded_entity(e, text, record, i, **entity_options) for i, e in enumerate(entities)
+            self.grounded_entity(e, text, record, i, forms=forms, **entity_options)
+            for i, e in enumerate(entities)
         )
         relations = self._without_skipped_types(relations, record)
         rels = tuple(
@@ -239,6 +252,8 @@ class SentenceBuilder:
                 # Redundant span copies in the corpus must agree with the entity they name.
                 if key in raw and raw[key] != entities[idx].get("span", ents[idx].text):
                     raise self.fail(record, f"relation {i} {key} {raw[key]!r} != entity {idx}")
+        if self.count_repeats:
+            self._count_repeats(ents, rels)
         return Sentence(sid, text, ents, rels, dict(variants or {}))
 
     def _without_skipped_types(self, relations: list[Any], record: str | int) -> list[Any]:
@@ -252,6 +267,22 @@ class SentenceBuilder:
             else:
                 kept.append(raw)
         return kept
+
+    def _count_repeats(self, entities: tuple[Entity, ...], relations: tuple[Relation, ...]) -> None:
+        """Count an entity (type and offsets) or a relation (type, head, tail) written twice.
+        They are kept as written: the paper protocol counts every gold occurrence, and the
+        published corpus has such repeats; the reader's report says how many there were."""
+        spans = [(e.type, e.start, e.end) for e in entities if e.grounded]
+        triples = [(r.type, r.head, r.tail) for r in relations]
+        self.report.counts["repeated entities (kept as written)"] += len(spans) - len(set(spans))
+        self.report.counts["repeated relations (kept as written)"] += len(triples) - len(set(triples))
+
+
+def _normalisation_hint(a: str, b: str) -> str:
+    """Two strings that print alike but differ in Unicode normalisation (NFC vs NFD): say so."""
+    if a != b and unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
+        return " (they differ only in Unicode normalisation: NFC vs NFD; normalise the file to NFC)"
+    return ""
 
 
 def _both_grounded(raw: Any, entities: tuple[Entity, ...]) -> bool:

@@ -221,6 +221,7 @@ def _token_to_char_offsets(
 def _generic_record(builder: SentenceBuilder, path: Path) -> Callable[[int, str, Any], Sentence]:
     """Build one generic record (README, "Data format"), checking ids are unique in the file."""
     seen: set[str] = set()
+    builder.count_repeats = True
 
     def make(number: int, record: str, rec: Any) -> Sentence:
         """`number` makes the default id (the line, or the place in the array); `record` says where."""
@@ -239,6 +240,9 @@ def _generic_record(builder: SentenceBuilder, path: Path) -> Callable[[int, str,
             not isinstance(v, str) or len(v) != len(rec["text"]) for v in variants.values()
         ):
             raise builder.fail(record, "'variants' must map form names to texts of equal length")
+        for name, form in variants.items():
+            if not same_text(rec["text"], form):
+                raise builder.fail(record, f"variant {name!r} is not a form of the text: {form[:30]!r}")
         return builder.sentence(
             sid=sid,
             text=rec["text"],
@@ -250,6 +254,14 @@ def _generic_record(builder: SentenceBuilder, path: Path) -> Callable[[int, str,
         )
 
     return make
+
+
+def same_text(text: str, form: str) -> bool:
+    """Whether `form` (of equal length) is another form of `text` (traditional and simplified
+    Chinese keep most characters and all punctuation in place): at least a third of the
+    non-space positions hold the same character. Two unrelated texts share a few percent."""
+    kept = [a == b for a, b in zip(text, form, strict=True) if not a.isspace()]
+    return not kept or 3 * sum(kept) >= len(kept)
 
 
 def read_jsonl(path: Path, schema: Schema, *, skip_bad: bool = False) -> Records:
@@ -288,6 +300,8 @@ def detect_format(path: Path) -> str:
     replay-slm, replay-llm."""
     if not path.exists():
         raise SlcolmError(f"file not found: {path}")
+    if not path.is_dir() and not path.is_file():  # a FIFO or a device: reading it may never end
+        raise SlcolmError(f"{path} is not a regular file (a pipe or a device); write it to a file first")
     if path.is_dir():
         if any(path.rglob("*.ann")):
             return "brat"
@@ -320,13 +334,27 @@ def detect_format(path: Path) -> str:
 
 
 def read_records(
-    path: Path | str, schema: Schema, *, skip_bad: bool = False, brat: BratOptions | None = None
+    path: Path | str,
+    schema: Schema,
+    *,
+    skip_bad: bool = False,
+    brat: BratOptions | None = None,
+    allow_empty: bool = False,
 ) -> Records:
     """Read any supported file into records, choosing the reader from its content; `brat` says
-    how brat documents are cut into records."""
+    how brat documents are cut into records. An input with nothing in it (an empty file, `{}`,
+    `[]`) is an error unless `allow_empty`: it is far more often a wrong path than a wish."""
+    path = Path(path)
+    records, report = _read_any(path, schema, skip_bad, brat)
+    nothing = not (records or report.skipped or report.losses or report.dropped_empty)
+    if nothing and not allow_empty:
+        raise SlcolmError(f"{path}: no records in it (an empty input); check the path")
+    return records, report
+
+
+def _read_any(path: Path, schema: Schema, skip_bad: bool, brat: BratOptions | None) -> Records:
     from slcolm_dspy.data import replay_pack  # replay formats build on this module
 
-    path = Path(path)
     fmt = detect_format(path)
     if fmt == "brat":
         return read_brat(path, schema, skip_bad=skip_bad, options=brat)

@@ -181,4 +181,36 @@ def _expected(path: Path) -> dict[str, Any]:
     blob = load_json(path)
     if not isinstance(blob, dict):
         raise DataError(str(path), f"expected a JSON object of recorded numbers, got a {type(blob).__name__}")
+    _check_expected(blob, str(path))
     return blob
+
+
+def _check_expected(blob: dict[str, Any], source: str) -> None:
+    """The parts of expected.json the replay reads, in the shapes it reads them."""
+
+    def bad(where: str, want: str) -> DataError:
+        return DataError(source, f"{where} must be {want}")
+
+    runs = blob.get("runs", {})
+    if not isinstance(runs, dict):
+        raise bad("'runs'", "an object of recorded runs")
+    for name, run in runs.items():
+        if not isinstance(run, dict):
+            raise bad(f"runs.{name}", "an object")
+        settings = run.get("settings", {"merge_mode": 0})
+        if not isinstance(settings, dict) or "merge_mode" not in settings:
+            raise bad(f"runs.{name}.settings", "an object with 'merge_mode'")
+        if not isinstance(settings.get("W") or [], list):
+            raise bad(f"runs.{name}.settings.W", "a list of relation types")
+        expected = run.get("expected")
+        for key in ("micro_pct", "macro_pct") if expected is not None else ():
+            values = expected.get(key) if isinstance(expected, dict) else None
+            if not (isinstance(values, list) and len(values) == 3 and all(_number(v) for v in values)):
+                raise bad(f"runs.{name}.expected.{key}", "[precision, recall, F1] in percent")
+    lists = blob.get("W_lists", {})
+    if not isinstance(lists, dict) or not all(isinstance(w, list) for w in lists.values()):
+        raise bad("'W_lists'", "an object of relation type lists")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

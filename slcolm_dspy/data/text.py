@@ -90,11 +90,16 @@ def split_sentences(text: str) -> list[tuple[int, str]]:
 
 
 def read_utf8(path: Path) -> str:
-    """A UTF-8 text file's content; a missing file or other bytes are a one-line error."""
+    """A UTF-8 text file's content (without a byte-order mark); a missing file, a folder or
+    other bytes are a one-line error."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise SlcolmError(f"{path} is not a regular file (a pipe or a device); write it to a file first")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not text
     except FileNotFoundError:
         raise SlcolmError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise SlcolmError(f"{path} is a folder, not a text file") from None
     except UnicodeDecodeError as exc:
         raise SlcolmError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 

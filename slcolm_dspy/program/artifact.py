@@ -189,9 +189,8 @@ class CompiledProgram:
         the program was tuned on)."""
         if override is not None:
             return self._checked_slm(override)
-        places = (
-            [self.directory / self.slm["relative_to_program"]] if "relative_to_program" in self.slm else []
-        )
+        beside = self.slm.get("relative_to_program")
+        places = [Path(os.path.normpath(self.directory / beside))] if beside else []
         places += [Path(self.slm[k]) for k in ("absolute", "path") if k in self.slm]
         for place in places:
             weights = place / SLM_WEIGHTS

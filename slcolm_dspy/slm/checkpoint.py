@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import SlcolmError
+from slcolm_dspy.data.io import sha256_of
 from slcolm_dspy.slm.batching import Labels
 from slcolm_dspy.slm.encoders import encoder_from_config
 from slcolm_dspy.slm.model import SpanRelationModel
@@ -15,6 +16,10 @@ from slcolm_dspy.slm.units import UnitVocab
 
 FORMAT = "slcolm-slm/2"  # /2: units (characters or words), span rules, windows
 CONFIG, VOCAB, WEIGHTS, SUMMARY = "config.json", "vocab.json", "model.safetensors", "training_summary.json"
+# sha256 of the weights and the vocabulary, written with them: a flipped byte in a float loads
+# without complaint and changes every prediction, so it is caught here (SLMs saved before the
+# manifest load unchecked)
+CHECKSUMS = "checksums.json"
 
 
 def model_config(model: SpanRelationModel, labels: Labels, settings: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +48,26 @@ def save(directory: Path, model: SpanRelationModel, vocab: UnitVocab, config: di
     tmp.replace(directory / WEIGHTS)  # a crash mid-write leaves the previous weights intact
     (directory / VOCAB).write_text(json.dumps(vocab.to_json(), ensure_ascii=False), encoding="utf-8")
     (directory / CONFIG).write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+    sums = {name: sha256_of(directory / name) for name in (WEIGHTS, VOCAB)}
+    (directory / CHECKSUMS).write_text(json.dumps(sums, indent=1), encoding="utf-8")
+
+
+def verify_checksums(directory: Path) -> None:
+    """Each file the manifest names still has the sha256 written with it."""
+    if not (directory / CHECKSUMS).is_file():
+        return
+    sums = _read_json(directory / CHECKSUMS)
+    if not isinstance(sums, dict):
+        raise SlcolmError(f"{directory / CHECKSUMS}: expected an object of file -> sha256")
+    for name, expected in sums.items():
+        path = directory / str(name)
+        if not path.is_file():
+            raise SlcolmError(f"{directory} is not a whole SLM: {name} missing ({CHECKSUMS} lists it)")
+        if sha256_of(path) != expected:
+            raise SlcolmError(
+                f"{path}: damaged (its sha256 differs from the one saved with it in {CHECKSUMS}); "
+                "copy it again or retrain"
+            )
 
 
 def _read_json(path: Path) -> Any:
@@ -91,6 +116,7 @@ def load(directory: Path) -> tuple[SpanRelationModel, UnitVocab, Labels, dict[st
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise SlcolmError(f"{directory} is not a saved SLM: {WEIGHTS} missing")
+    verify_checksums(directory)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:

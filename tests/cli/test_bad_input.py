@@ -390,6 +390,7 @@ def test_an_slm_with_nan_weights_is_refused(tiny_slm, tmp_path):
     name = next(k for k, v in state.items() if v.is_floating_point())
     state[name][..., 0] = float("nan")
     save_file(state, str(target / "model.safetensors"))
+    (target / "checksums.json").unlink()  # an SLM saved before the checksum manifest: NaN still caught
     source = tmp_path / "in.jsonl"
     source.write_bytes(jsonl({"id": "s", "text": TEXT}))
     result = runner.invoke(
@@ -397,6 +398,24 @@ def test_an_slm_with_nan_weights_is_refused(tiny_slm, tmp_path):
         ["slm", "predict", "--model", str(target), "--data", str(source), "--out", str(tmp_path / "p.jsonl")],
     )
     assert_one_line_error(result, "non-finite", name)
+
+
+def test_an_slm_with_one_flipped_byte_is_refused_by_its_checksums(tiny_slm, tmp_path):
+    """A flipped bit in a float loads without complaint and changes predictions: the checksum
+    manifest written with the weights catches it."""
+    target = tmp_path / "slm"
+    shutil.copytree(tiny_slm[0], target)
+    weights = target / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-100] ^= 0x01  # inside the last tensor's data: still a valid safetensors file
+    weights.write_bytes(bytes(blob))
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(jsonl({"id": "s", "text": TEXT}))
+    result = runner.invoke(
+        app,
+        ["slm", "predict", "--model", str(target), "--data", str(source), "--out", str(tmp_path / "p.jsonl")],
+    )
+    assert_one_line_error(result, "model.safetensors: damaged", "checksums.json")
 
 
 # ---- fuzz ------------------------------------------------------------------------------------------

@@ -95,3 +95,17 @@ def test_a_run_with_some_failed_calls_counts_them_and_exits_zero(tiny_slm, corpu
         result = _guide(server, tiny_slm, corpus_dir, tmp_path / "run", limit=3)
     assert result.exit_code == 0, result.output
     assert "1 of 3 sentences sent to the LLM failed (1 x HTTP 500" in " ".join(result.output.split())
+
+
+def test_a_dead_server_fails_every_call_and_the_run_says_so(tiny_slm, corpus_dir, tmp_path):
+    from slcolm_dspy.guide.server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nobody listens there
+    result = runner.invoke(
+        app,
+        ["guide", "--split", "dev", "--limit", "2", "--lm", "openai/wire", "--api-base", dead,
+         "--slm", str(tiny_slm[0]), "--demos", "0", "--retries", "0", "--out", str(tmp_path / "run"),
+         "--data", str(corpus_dir)],
+    )  # fmt: skip
+    assert result.exit_code == errors.EXIT_ALL_LLM_CALLS_FAILED, result.output
+    assert "2 of 2 sentences sent to the LLM failed" in " ".join(result.output.split())
