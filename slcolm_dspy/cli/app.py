@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer  # offline switches: set by the slcolm_dspy package itself, before any other import
 
+from slcolm_dspy.cli.annotate_cmds import annotate_app
 from slcolm_dspy.cli.data_cmds import data_app
 from slcolm_dspy.cli.errors import DEBUG
 from slcolm_dspy.cli.eval_cmds import evaluate, replay
@@ -32,6 +33,7 @@ def _options(
 app.add_typer(data_app, name="data")
 app.add_typer(slm_app, name="slm")
 app.add_typer(schema_app, name="schema")
+app.add_typer(annotate_app, name="annotate")
 app.command()(evaluate)
 app.command()(replay)
 app.command()(guide)

@@ -108,9 +108,19 @@ def _contains(text: str, gram: str, words: bool) -> bool:
 
 
 def triggered_types(text: str, lexicon: Mapping[str, Sequence[str]], *, words: bool = False) -> list[str]:
+    return list(fired_triggers(text, lexicon, words=words))
+
+
+def fired_triggers(text: str, lexicon: Mapping[str, Sequence[str]], *, words: bool = False) -> dict[str, str]:
+    """Type -> the first of its trigger grams found in `text`, for every type that fires."""
     if words:
         text = " ".join(m.group(0).casefold() for m in _WORD.finditer(text))
-    return [t for t, grams in lexicon.items() if any(_contains(text, g, words) for g in grams)]
+    fired = {}
+    for rel_type, grams in lexicon.items():
+        gram = next((g for g in grams if _contains(text, g, words)), None)
+        if gram is not None:
+            fired[rel_type] = gram
+    return fired
 
 
 def coverage(
