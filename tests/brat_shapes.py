@@ -127,7 +127,9 @@ def write_brat(records: Sequence[Sentence], folder: Path, name: str, shape: Shap
     texts = {n: e.text for r in records for n, e in zip(names_of[id(r)], r.entities, strict=True)}
     if shape.stray_type:
         for first in range(0, len(records) - 1, shape.per_paragraph):
-            if first in first_entity and first + 1 in first_entity:
+            # only where the first sentence ends with a sentence mark: a reader then cuts there
+            ends = records[first].text.rstrip("」』”’）)\"'").endswith(("。", "！", "？", ".", "!", "?"))
+            if ends and first in first_entity and first + 1 in first_entity:
                 head, tail = first_entity[first], first_entity[first + 1]
                 lines.append(f"R{len(lines)}\t{shape.stray_type} Arg1:{head} Arg2:{tail}")
                 written.triples.append((shape.stray_type, texts[head], texts[tail]))

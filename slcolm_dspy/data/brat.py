@@ -30,7 +30,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from slcolm_dspy.core.errors import DataError, SlcolmError
-from slcolm_dspy.core.language import is_unsegmented_char
+from slcolm_dspy.core.language import detect_unsegmented, is_unsegmented_char
 from slcolm_dspy.core.records import Entity, Relation, Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.build import ReadReport, SentenceBuilder
@@ -317,9 +317,10 @@ def _paragraphs(text: str, wrapped: bool) -> list[tuple[int, int]]:
     return [(s, e) for s, e in spans if text[s:e].strip()]
 
 
-def _joined(text: str, start: int, end: int) -> _Unit:
+def _joined(text: str, start: int, end: int, unsegmented: bool = False) -> _Unit:
     """text[start:end] with each line break read as one space between words, or dropped beside
-    a space or beside a character of an unsegmented script or CJK punctuation (wrapped Chinese)."""
+    a space or beside a character of an unsegmented script or CJK punctuation; in a document of
+    an unsegmented script (`unsegmented`) always dropped ("1\n3" in Chinese is "13")."""
     positions, chars = [], []
     i = start
     while i < end:
@@ -333,7 +334,8 @@ def _joined(text: str, start: int, end: int) -> _Unit:
             j += 1
         before = chars[-1] if chars else " "
         after = text[j] if j < end else " "
-        if not (before.isspace() or after.isspace() or _closes_up(before) or _closes_up(after)):
+        gap = before.isspace() or after.isspace() or _closes_up(before) or _closes_up(after)
+        if not (unsegmented or gap):
             positions.append(i)
             chars.append(" ")
         i = j
@@ -351,9 +353,10 @@ def units(text: str, options: BratOptions, report: ReadReport) -> list[_Unit]:
     wrapped = options.line_breaks == "wrap" or (options.line_breaks == "auto" and looks_hard_wrapped(text))
     if wrapped:
         report.counts["hard-wrapped documents (single line breaks read as spaces)"] += 1
+    unsegmented = detect_unsegmented([re.sub(r"\s+", "", text)])  # line breaks are not word gaps
     out = []
     for p_start, p_end in _paragraphs(text, wrapped):
-        paragraph = _joined(text, p_start, p_end)
+        paragraph = _joined(text, p_start, p_end, unsegmented)
         if options.unit == "sentence":
             pieces = split_sentences(paragraph.text)
         else:

@@ -26,7 +26,7 @@ CONLL04 = Path(__file__).resolve().parents[3] / "shared" / "data" / "conll04"
 
 @pytest.fixture(scope="module")
 def chisre_train(schema, corpus_dir):
-    return load_split(corpus_dir, "train", schema)[0][:200]
+    return load_split(corpus_dir, "train", schema)[0]
 
 
 def _wrapped_history(chisre_train, folder: Path, **shape: object):
@@ -140,7 +140,7 @@ def test_english_news_wrapped_at_sixty_columns_reads_back_whole(tmp_path):
     if not (CONLL04 / "conll04_train.json").is_file():
         pytest.skip("conll04 not found beside the checkout")
     news, _ = read_spert(CONLL04 / "conll04_train.json", load_schema("conll04"))
-    news = news[:150]
+    news = news
     folder = tmp_path / "en"
     written = write_brat(news, folder, "news", Shape(per_paragraph=3, joiner=" ", wrap=60))
     assert written.fragments > 10
