@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from slcolm_dspy.core.errors import SlcolmError
 
@@ -33,6 +33,20 @@ FATAL_STATUS = {
 
 class LLMStopped(SlcolmError):
     """An LLM failure that every further call would repeat (a bad key, a malformed request)."""
+
+
+class EmptyReply(Exception):
+    """The server answered, but with no completion in it (`choices` empty or null): DSPy then
+    hands back a prediction without its output fields. Retried like a transport failure, then
+    the sentence is counted as failed."""
+
+
+def reply_fields(prediction: Any, *names: str) -> list[Any]:
+    """The prediction's output fields, or EmptyReply naming what the reply lacked."""
+    missing = [name for name in names if name not in prediction]
+    if missing:
+        raise EmptyReply(f"the LLM's reply held no completion (no {', '.join(missing)})")
+    return [prediction[name] for name in names]
 
 
 class Interrupted(SlcolmError):
@@ -143,6 +157,8 @@ def judge(exc: BaseException) -> Verdict:
     (not an LLM failure at all: a defect of ours must not pass as a failed sentence)."""
     from dspy.utils.exceptions import ContextWindowExceededError
 
+    if isinstance(exc, EmptyReply):
+        return "retry"
     if any(
         isinstance(e, ContextWindowExceededError) or "ContextWindowExceeded" in type(e).__name__
         for e in _chain(exc)

@@ -11,6 +11,7 @@ import numpy as np
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.guide import signatures
 from slcolm_dspy.guide.choice import LETTERS, options_text, score_options
+from slcolm_dspy.guide.faults import reply_fields
 
 
 class GuidedExtraction(dspy.Module):
@@ -64,9 +65,8 @@ class RelationChoice(dspy.Module):
                 )
         # a letter is all that is wanted: a short cap keeps a rambling model from costing minutes
         try:
-            answer = self.choose(
-                sentence=sentence, options=options_text(options), config={"max_tokens": 16}
-            ).answer
+            reply = self.choose(sentence=sentence, options=options_text(options), config={"max_tokens": 16})
+            (answer,) = reply_fields(reply, "answer")
         except dspy.utils.exceptions.AdapterParseError:
             # an answer we cannot read says nothing: the decision is skipped, the SLM's stands
             return dspy.Prediction(answer="", probabilities=[], scored=False, failed=True)

@@ -37,6 +37,7 @@ from slcolm_dspy.guide.choice import (
     top_two,
     verify_options,
 )
+from slcolm_dspy.guide.faults import reply_fields
 
 if TYPE_CHECKING:
     from slcolm_dspy.guide.pipeline import Guide, GuideConfig, Prepared, RunSummary
@@ -125,7 +126,7 @@ class ExtractionStrategy(GuideStrategy):
         meta: Meta = {"llm": True, "definitions": item.definitions, "demos": [d.gold.id for d in item.demos]}
         try:
             prediction = guide.extraction(**self.inputs(guide, item), config=guide.extraction_lm_config)
-            mentions, triples = prediction.entities, prediction.relations
+            mentions, triples = reply_fields(prediction, "entities", "relations")
         except dspy.utils.exceptions.AdapterParseError:
             meta["parse_error"] = True
             mentions, triples = [], []

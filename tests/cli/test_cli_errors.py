@@ -63,6 +63,8 @@ DEAD = {
     "closed": Reply(fault="close"),
     "truncated": Reply(fault="truncate", body={"choices": []}),
     "no-choices": Reply(body={"id": "x", "object": "chat.completion", "model": "wire"}),
+    "empty-choices": Reply(body={"id": "x", "object": "chat.completion", "model": "wire", "choices": []}),
+    "null-choices": Reply(body={"id": "x", "object": "chat.completion", "model": "wire", "choices": None}),
 }
 
 

@@ -179,6 +179,7 @@ FAULTS = {
     "closed": Reply(fault="close"),
     "truncated": Reply(fault="truncate", body=chat_reply(EMPTY).body),
     "no-choices": Reply(body={"id": "x", "object": "chat.completion", "model": "wire"}),
+    "empty-choices": Reply(body={"id": "x", "object": "chat.completion", "model": "wire", "choices": []}),
     "not-json": Reply(body=b"this is not json"),
 }
 
