@@ -21,9 +21,6 @@ from slcolm_dspy.core.schema import Schema
 class GroundingStats:
     counts: Counter[str] = field(default_factory=Counter)
 
-    def add(self, other: GroundingStats) -> None:
-        self.counts.update(other.counts)
-
 
 def _field(item: Any, name: str) -> Any:
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)

@@ -43,10 +43,6 @@ def _grams(text: str, max_n: int, words: bool) -> list[tuple[str, int, int]]:
     ]
 
 
-def _ngrams(text: str, max_n: int, words: bool = False) -> set[str]:
-    return {gram for gram, _, _ in _grams(text, max_n, words)}
-
-
 def mine_triggers(
     records: Sequence[Sentence],
     relation_types: Sequence[str],

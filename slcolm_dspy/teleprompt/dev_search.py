@@ -42,9 +42,6 @@ from slcolm_dspy.program.module import PROMPT_KNOBS, SLCoLMProgram
 from slcolm_dspy.program.outcome import GuideOutcome, llm_view
 from slcolm_dspy.replay import choose_w, load_w_rules
 
-ROUTING_KNOBS = ("low", "high", "margin")
-THRESHOLD_KNOBS = ("accept", "reject", "keep")
-
 
 @dataclass(frozen=True)
 class SearchSpace:

@@ -224,11 +224,18 @@ def test_bad_content_never_crashes_either_module(
         result = run_guide(guide, inputs[:2], lm_for(server), tmp_path, retry=FAST)
     assert result["sentences"] == 2 and result["failed"] == 0 and server.requests
     slm = {r.id: r for r in extractor.predict(inputs[:2])}
-    for line in (tmp_path / "predictions.jsonl").read_text("utf-8").splitlines():
-        blob = json.loads(line)
+    lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text("utf-8").splitlines()]
+    assert sorted(b["id"] for b in lines) == sorted(r.id for r in inputs[:2])
+    choices = [c for blob in lines for c in blob["guide"].get("choices", [])]
+    if module == "choice":
+        assert choices and result["routed_pairs"] > 0  # questions were asked ...
+    for blob in lines:
+        text = blob["text"]
+        # ... and whatever came back, every kept entity is grounded in its sentence
+        assert all(text[e["start"] : e["end"]] == e["text"] for e in blob["entities"] if "start" in e)
         if module == "choice":  # unreadable answers change nothing: the SLM's record
             assert [r["type"] for r in blob["relations"]] == [r.type for r in slm[blob["id"]].relations]
-            assert all(c.get("failed") or c["llm_probabilities"] for c in blob["guide"]["choices"])
+    assert all(c.get("failed") or c["llm_probabilities"] for c in choices)
 
 
 def test_choice_scores_letters_from_logprobs_on_the_wire(schema, extractor, embedder, inputs, tmp_path):

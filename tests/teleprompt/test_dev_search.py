@@ -104,7 +104,12 @@ def test_dspy_labeled_few_shot_fixes_demonstrations_in_the_saved_program(schema,
     assert [plain(d)["sentence"] for d in loaded] == [
         plain(d)["sentence"] for d in fixed.extraction.extract.demos
     ]
-    assert len(compiled.extraction.extract.demos) in (0, 2)  # the search kept one of its two runs
+    # the search kept the run whose best candidate ranked first, demonstrations and all
+    chosen = next(c for c in search.candidates if c.chosen)
+    assert chosen.rank == max(c.rank for c in search.candidates)
+    assert len(compiled.extraction.extract.demos) == len(search.chosen_run.extraction.extract.demos)
+    run_of = {c.number: c.run_calls for c in search.candidates}
+    assert sum(1 for calls in run_of.values() if calls) == 2  # two runs, each counted once
     # either way, the run with demonstrations showed them to the LLM: the gold of other sentences
     prompts = ["\n".join(str(m.get("content")) for m in h["messages"]) for h in lm.history]
     forms = [r.form(schema.paper.form) for r in handful]
