@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import dspy
 import numpy as np
@@ -33,8 +32,8 @@ from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
 from slcolm_dspy.guide.candidates import CandidateSelector
-from slcolm_dspy.guide.choice import ChoiceThresholds, PairTopTwo, RoutingSettings, top_two
-from slcolm_dspy.guide.demos import Demo, DemoOrder, DemoRetriever
+from slcolm_dspy.guide.choice import PairTopTwo, top_two
+from slcolm_dspy.guide.demos import Demo, DemoRetriever
 from slcolm_dspy.guide.embed import Embedder, cached_passages, make_embedder
 from slcolm_dspy.guide.faults import (
     Interrupted,
@@ -47,46 +46,13 @@ from slcolm_dspy.guide.faults import (
 )
 from slcolm_dspy.guide.grounding import Grounder, GroundingStats
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
+from slcolm_dspy.guide.settings import GuideConfig, ModuleName, Prepared, RunSummary
 from slcolm_dspy.guide.strategies import GuideStrategy, strategy_for
 
 if TYPE_CHECKING:  # torch comes with the SLM, loaded where a guide runs: a Ray driver never imports it
-    from slcolm_dspy.slm.extractor import PairScores, SpanExtractor
-
-ModuleName = Literal["extract", "choice"]
-
+    from slcolm_dspy.slm.extractor import SpanExtractor
 
 DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass
-class GuideConfig:
-    module: ModuleName = "extract"
-    demos: int = 2
-    demo_source: Literal["sentence", "slm"] = "sentence"
-    demo_order: DemoOrder = "ascending"
-    top_m: int = 4
-    max_definitions: int = 12
-    routing: RoutingSettings = field(default_factory=RoutingSettings)
-    thresholds: ChoiceThresholds = field(default_factory=ChoiceThresholds)
-    # extract: only sentences with at least one routed pair go to the LLM (filter-then-rerank);
-    # the others keep the SLM's record
-    route_sentences: bool = False
-    verify: bool = True  # choice: ask yes/no about uncertain SLM triples
-    relabel: bool = True  # choice: ask which type holds for uncertain pairs
-    rotations: int = 2
-    adapter: Literal["compact", "json", "chat"] = "compact"
-    json_mode: bool = True  # ask the backend for a JSON object (llama.cpp constrains decoding to it)
-
-
-@dataclass
-class Prepared:
-    """Everything about one sentence that does not need the LLM."""
-
-    record: Sentence
-    slm: Sentence
-    pair_scores: list[PairScores]
-    definitions: list[str]
-    demos: list[Demo]
 
 
 def make_adapter(name: str, schema: Schema) -> Any:
@@ -225,51 +191,6 @@ def is_cache_hit(entry: dict[str, Any]) -> bool:
     response object (`response.cache_hit`), not the entry, and a hit keeps the cost recorded when
     the answer was first bought, so counting entries alone counts cached answers as paid calls."""
     return bool(entry.get("cache_hit") or getattr(entry.get("response"), "cache_hit", False))
-
-
-@dataclass
-class RunSummary:
-    sentences: int = 0
-    resumed: int = 0
-    llm_sentences: int = 0
-    llm_calls: int = 0
-    cached_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    prompt_chars: list[int] = field(default_factory=list)
-    parse_errors: int = 0
-    failed: int = 0  # sentences whose LLM calls kept failing: the SLM's record stands for them
-    failures: Counter[str] = field(default_factory=Counter)
-    routed_pairs: int = 0
-    pairs: int = 0
-    seconds: float = 0.0
-    grounding: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        n = max(1, self.sentences)
-        chars = self.prompt_chars
-        return {
-            "sentences": self.sentences,
-            "resumed": self.resumed,
-            "llm_sentences": self.llm_sentences,
-            "llm_calls": self.llm_calls,
-            "cached_calls": self.cached_calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "prompt_tokens_mean": self.prompt_tokens / max(1, self.llm_calls - self.cached_calls),
-            "prompt_chars_mean": sum(chars) / len(chars) if chars else 0.0,
-            "cost": self.cost,
-            "parse_errors": self.parse_errors,
-            "failed": self.failed,
-            "failures": dict(self.failures.most_common(5)),
-            "pairs": self.pairs,
-            "routed_pairs": self.routed_pairs,
-            "routed_share": self.routed_pairs / self.pairs if self.pairs else 0.0,
-            "seconds": round(self.seconds, 2),
-            "seconds_per_sentence": self.seconds / n,
-            "grounding": dict(self.grounding),
-        }
 
 
 def _failed(line: Any) -> bool:
@@ -444,4 +365,12 @@ def run_guide(
     return result
 
 
-__all__ = ["GroundingStats", "Guide", "GuideConfig", "run_guide"]
+__all__ = [
+    "GroundingStats",
+    "Guide",
+    "GuideConfig",
+    "ModuleName",
+    "Prepared",
+    "RunSummary",
+    "run_guide",
+]

@@ -40,7 +40,7 @@ from slcolm_dspy.guide.choice import (
 from slcolm_dspy.guide.faults import reply_fields
 
 if TYPE_CHECKING:
-    from slcolm_dspy.guide.pipeline import Guide, GuideConfig, Prepared, RunSummary
+    from slcolm_dspy.guide.settings import GuideConfig, GuideContext, Prepared, RunSummary
 
 Meta = dict[str, Any]
 # per sentence, each entity pair's two best SLM probabilities: all routing needs
@@ -56,11 +56,13 @@ class GuideStrategy(ABC):
     answers_have_thresholds: ClassVar[bool]  # answer thresholds are a setting of the reading
 
     @abstractmethod
-    def answer(self, guide: Guide, item: Prepared, lm: Any) -> tuple[Sentence, Meta]:
+    def answer(self, guide: GuideContext, item: Prepared, lm: Any) -> tuple[Sentence, Meta]:
         """The sentence's record after the LLM stage, and metadata for offline re-reading."""
 
     @abstractmethod
-    def account(self, summary: RunSummary, guide: Guide, item: Prepared, meta: Meta, adapter: Any) -> None:
+    def account(
+        self, summary: RunSummary, guide: GuideContext, item: Prepared, meta: Meta, adapter: Any
+    ) -> None:
         """Add one answered sentence's prompts, parse failures and routing counts to `summary`."""
 
     @abstractmethod
@@ -102,7 +104,7 @@ class ExtractionStrategy(GuideStrategy):
     tunable_predictor = "extraction"
     answers_have_thresholds = False
 
-    def inputs(self, guide: Guide, item: Prepared) -> dict[str, str]:
+    def inputs(self, guide: GuideContext, item: Prepared) -> dict[str, str]:
         """The predictor's inputs for one sentence (also the inputs of few-shot examples)."""
         schema = guide.schema
         return {
@@ -112,15 +114,15 @@ class ExtractionStrategy(GuideStrategy):
             "demonstrations": render.demonstrations_block([(d.gold, d.slm) for d in item.demos], schema),
         }
 
-    def prompt_chars(self, guide: Guide, item: Prepared, adapter: Any) -> int:
+    def prompt_chars(self, guide: GuideContext, item: Prepared, adapter: Any) -> int:
         messages = adapter.format(guide.extraction.extract.signature, [], self.inputs(guide, item))
         return sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
 
-    def routed(self, guide: Guide, item: Prepared) -> bool:
+    def routed(self, guide: GuideContext, item: Prepared) -> bool:
         routing = guide.config.routing
         return any(is_routed(*top_two(p.probabilities), routing) for p in item.pair_scores)
 
-    def answer(self, guide: Guide, item: Prepared, lm: Any) -> tuple[Sentence, Meta]:
+    def answer(self, guide: GuideContext, item: Prepared, lm: Any) -> tuple[Sentence, Meta]:
         if guide.config.route_sentences and not self.routed(guide, item):
             return item.slm, {"llm": False}
         meta: Meta = {"llm": True, "definitions": item.definitions, "demos": [d.gold.id for d in item.demos]}
@@ -134,7 +136,9 @@ class ExtractionStrategy(GuideStrategy):
         meta["grounding"] = dict(stats.counts)
         return grounded, meta
 
-    def account(self, summary: RunSummary, guide: Guide, item: Prepared, meta: Meta, adapter: Any) -> None:
+    def account(
+        self, summary: RunSummary, guide: GuideContext, item: Prepared, meta: Meta, adapter: Any
+    ) -> None:
         if meta.get("llm", True):
             summary.prompt_chars.append(self.prompt_chars(guide, item, adapter))
         summary.parse_errors += int(meta.get("parse_error", False))
@@ -166,7 +170,7 @@ class ChoiceStrategy(GuideStrategy):
     tunable_predictor = None  # its prompt is a fixed question; only thresholds are tuned
     answers_have_thresholds = True
 
-    def tasks(self, guide: Guide, item: Prepared) -> list[ChoiceTask]:
+    def tasks(self, guide: GuideContext, item: Prepared) -> list[ChoiceTask]:
         config = guide.config
         types = guide.slm.labels.relation_types
         predicted = {(r.head, r.tail, r.type) for r in item.slm.relations}
@@ -185,7 +189,7 @@ class ChoiceStrategy(GuideStrategy):
                         tasks.append(ChoiceTask(pair.head, pair.tail, [t], [p], "verify", best, second))
         return tasks
 
-    def answer(self, guide: Guide, item: Prepared, lm: Any) -> tuple[Sentence, Meta]:
+    def answer(self, guide: GuideContext, item: Prepared, lm: Any) -> tuple[Sentence, Meta]:
         form, schema = guide.text_form, guide.schema
         sentence = item.record.form(form)
         record = item.slm
@@ -212,7 +216,9 @@ class ChoiceStrategy(GuideStrategy):
         meta = {"llm": bool(decisions), "choices": decisions, "prompt_chars": prompt_chars}
         return apply_choices(record, decisions, guide.config.thresholds), meta
 
-    def account(self, summary: RunSummary, guide: Guide, item: Prepared, meta: Meta, adapter: Any) -> None:
+    def account(
+        self, summary: RunSummary, guide: GuideContext, item: Prepared, meta: Meta, adapter: Any
+    ) -> None:
         summary.prompt_chars.extend(meta["prompt_chars"])
         summary.parse_errors += sum(1 for c in meta["choices"] if c.get("failed"))
         summary.pairs += len(item.pair_scores)
