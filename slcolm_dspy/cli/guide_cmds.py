@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,6 +29,7 @@ from slcolm_dspy.data.corpus import load_split, resolve_data_dir
 from slcolm_dspy.data.paths import output_dir
 from slcolm_dspy.data.readers import read_records
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS
+from slcolm_dspy.guide.journal import RunJournal
 
 if TYPE_CHECKING:
     from slcolm_dspy.guide.pipeline import Guide, GuideConfig
@@ -165,8 +165,9 @@ def _report_guide(
     """Score the run against the gold where there is any, store the scores in run.json, print."""
     from slcolm_dspy.evaluate import PROTOCOLS, RelationEvaluator
 
-    predictions = read_records(run_dir / "predictions.jsonl", schema)[0]
-    slm_predictions = read_records(run_dir / "slm.jsonl", schema)[0]
+    journal = RunJournal(run_dir)
+    predictions = list(journal.read_predictions(schema).values())  # in the journal's order
+    slm_predictions = list(journal.read_slm(schema).values())
     scores = {}
     if any(g.relations for g in gold):
         for protocol in PROTOCOLS:
@@ -175,7 +176,7 @@ def _report_guide(
             scores[f"{module} ({protocol})"] = evaluator(predictions)
         console.print(summary_table(f"{split}: {len(gold)} sentences", scores))
     result["scores"] = {k: {m: v[m] for m in ("micro_f1", "macro_f1", "ner_f1")} for k, v in scores.items()}
-    (run_dir / "run.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    journal.write_summary(result)
     console.print(
         f"{result['sentences']} new sentences ({result['resumed']} resumed), "
         f"{result['llm_calls']} LLM calls, "

@@ -9,7 +9,6 @@ already in `predictions.jsonl` are skipped, so none is lost or duplicated.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,9 +25,6 @@ from slcolm_dspy.core.cache import cache_dir
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
-from slcolm_dspy.data.io import complete_records, drop_torn_tail, rewrite_jsonl, written_ids
-from slcolm_dspy.data.readers import read_jsonl
-from slcolm_dspy.data.writers import write_jsonl
 from slcolm_dspy.guide import render
 from slcolm_dspy.guide.adapter import CompactJSONAdapter
 from slcolm_dspy.guide.candidates import CandidateSelector
@@ -45,6 +41,7 @@ from slcolm_dspy.guide.faults import (
     wait,
 )
 from slcolm_dspy.guide.grounding import Grounder, GroundingStats
+from slcolm_dspy.guide.journal import RunJournal
 from slcolm_dspy.guide.modules import GuidedExtraction, RelationChoice
 from slcolm_dspy.guide.settings import GuideConfig, ModuleName, Prepared, RunSummary
 from slcolm_dspy.guide.strategies import GuideStrategy, strategy_for
@@ -193,31 +190,6 @@ def is_cache_hit(entry: dict[str, Any]) -> bool:
     return bool(entry.get("cache_hit") or getattr(entry.get("response"), "cache_hit", False))
 
 
-def _failed(line: Any) -> bool:
-    """A journal line of a sentence whose LLM calls kept failing."""
-    return isinstance(line, dict) and bool((line.get("guide") or {}).get("failed"))
-
-
-def finished_ids(path: Path) -> set[str]:
-    """Sentences a guide run has answered; failed ones (LLM calls that kept failing) are not."""
-    if not path.is_file():
-        return set()
-    return {
-        str(o["id"]) for o in complete_records(path) if isinstance(o, dict) and "id" in o and not _failed(o)
-    }
-
-
-def resume_journal(path: Path) -> set[str]:
-    """Make `predictions.jsonl` ready to append to: a torn last line is cut and failed sentences
-    are taken out (so they are asked again, and no id is ever written twice); returns the ids
-    already answered."""
-    if not path.is_file():
-        return set()
-    drop_torn_tail(path)
-    rewrite_jsonl(path, lambda line: not _failed(line))
-    return written_ids(path)
-
-
 def run_guide(
     guide: Guide,
     records: Sequence[Sentence],
@@ -229,46 +201,101 @@ def run_guide(
     settings: dict[str, Any] | None = None,
     on_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the guide's module (its strategy) over `records`, appending to run_dir/predictions.jsonl.
+    """Run the guide's module (its strategy) over `records`, journalled in `run_dir` (RunJournal).
 
     `concurrency` and `retry` are run settings (how hard to push this backend), not part of the
     program. A sentence whose calls keep failing keeps the SLM's record, marked failed; a refused
     key stops the run (LLMStopped); Ctrl-C stops it within a moment (Interrupted). Either way what
     was written stays, and a rerun goes on from there.
     """
+    journal = RunJournal(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(run_dir / "dspy_cache"))
-    out_path = run_dir / "predictions.jsonl"
-    done = resume_journal(out_path)
+    done = journal.resume()
     todo = [r for r in records if r.id not in done]
     summary = RunSummary(resumed=len(done))
-    adapter = make_adapter(guide.config.adapter, guide.schema)
     history_start = len(lm.history)
     started = time.monotonic()
     prepared = guide.prepare(todo, batch_with=records if done and todo else None)
-    # The SLM's own predictions for every sentence, for merging and scoring beside the LLM's:
-    # those just prepared, plus (on a resumed run) the sentences written before, read back as
-    # stored. Predicting those again is not safe: the SLM's low-precision kernels can shift a
-    # borderline entity with the batch a sentence shares, and the stored answers index the
-    # entities of the record they were asked about.
-    slm_path = run_dir / "slm.jsonl"
+    _write_slm_records(guide, journal, records, prepared)
+    asking = _Asking(guide, lm, make_adapter(guide.config.adapter, guide.schema), retry, summary)
+    asking.run(prepared, journal, concurrency, on_done)
+    summary.seconds = time.monotonic() - started
+    _count_calls(summary, lm.history[history_start:])
+    result = {"settings": settings or {}, "config": asdict(guide.config), **summary.as_dict()}
+    result["prompt_chars_sum"] = sum(summary.prompt_chars)
+    result["prompt_chars_n"] = len(summary.prompt_chars)
+    result = journal.with_totals(result, summary.failures)
+    journal.write_summary(result)
+    return result
+
+
+def _write_slm_records(
+    guide: Guide, journal: RunJournal, records: Sequence[Sentence], prepared: Sequence[Prepared]
+) -> None:
+    """The SLM's own record for every sentence, for merging and scoring beside the LLM's: those
+    just prepared, plus (on a resumed run) the sentences written before, read back as stored.
+    Predicting those again is not safe: the SLM's low-precision kernels can shift a borderline
+    entity with the batch a sentence shares, and the stored answers index the entities of the
+    record they were asked about."""
     slm_by_id = {p.record.id: p.slm for p in prepared}
-    stored = {r.id: r for r in read_jsonl(slm_path, guide.schema)[0]} if slm_path.is_file() else {}
+    stored = journal.read_slm(guide.schema)
     earlier = [r for r in records if r.id not in slm_by_id]
     slm_by_id.update({r.id: stored[r.id] for r in earlier if r.id in stored})
     missing = [r for r in earlier if r.id not in slm_by_id]
     slm_by_id.update(zip((r.id for r in missing), guide.slm.predict(missing), strict=True))
-    write_jsonl([slm_by_id[r.id] for r in records], slm_path)
-    lock = threading.Lock()
-    stop = threading.Event()
+    journal.write_slm(slm_by_id[r.id] for r in records)
 
-    def work(item: Prepared) -> tuple[Sentence, dict[str, Any]]:
+
+class _Asking:
+    """The LLM asked about prepared sentences, `concurrency` at a time, each answer journalled
+    as it arrives (in input order) and counted in `summary`."""
+
+    def __init__(self, guide: Guide, lm: Any, adapter: Any, retry: RetryPolicy, summary: RunSummary) -> None:
+        self.guide, self.lm, self.adapter, self.retry, self.summary = guide, lm, adapter, retry, summary
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def run(
+        self,
+        prepared: Sequence[Prepared],
+        journal: RunJournal,
+        concurrency: int,
+        on_done: Callable[[int, int], None] | None,
+    ) -> None:
+        pool = ThreadPoolExecutor(max(1, concurrency))
+        try:
+            with journal.predictions.open("a", encoding="utf-8") as sink:
+                futures = [pool.submit(self.answer, item) for item in prepared]
+                for item, future in zip(prepared, futures, strict=True):
+                    # short waits, not one blocking wait: Ctrl-C is acted on within half a second
+                    while not future.done():
+                        wait_for([future], timeout=0.5)
+                    self.write(sink, item, *future.result())
+                    if on_done:
+                        on_done(self.summary.sentences, len(prepared))
+        except (KeyboardInterrupt, Interrupted):
+            self.stop.set()
+            raise Interrupted(
+                f"interrupted after {self.summary.sentences} of {len(prepared)} sentences; run the same"
+                f" command again to resume ({journal.predictions} keeps what was written)"
+            ) from None
+        except LLMStopped:
+            self.stop.set()
+            raise
+        finally:
+            # never wait for calls still in flight: a hung request must not hold Ctrl-C hostage
+            pool.shutdown(wait=not self.stop.is_set(), cancel_futures=True)
+
+    def answer(self, item: Prepared) -> tuple[Sentence, dict[str, Any]]:
+        """One sentence's answer, retried as `judge` says; a sentence given up keeps its SLM record."""
+        retry = self.retry
         for attempt in range(retry.retries + 1):
-            if stop.is_set():
+            if self.stop.is_set():
                 raise Interrupted("interrupted")
             try:
-                with dspy.context(lm=lm, adapter=adapter):
-                    return guide.answer(item, lm)
+                with dspy.context(lm=self.lm, adapter=self.adapter):
+                    return self.guide.answer(item, self.lm)
             except (Interrupted, LLMStopped):
                 raise
             except Exception as exc:
@@ -276,55 +303,34 @@ def run_guide(
                 if verdict == "raise":
                     raise
                 if verdict == "stop":
-                    stop.set()
+                    self.stop.set()
                     raise LLMStopped(stop_message(exc)) from None
                 if verdict == "give_up" or attempt == retry.retries:
                     return item.slm, {"llm": False, "failed": describe(exc), "attempts": attempt + 1}
-                wait(retry.delay(attempt, exc), stop)
+                wait(retry.delay(attempt, exc), self.stop)
         raise AssertionError("unreachable")
 
-    def record(item: Prepared, record: Sentence, meta: dict[str, Any]) -> None:
+    def write(self, sink: Any, item: Prepared, record: Sentence, meta: dict[str, Any]) -> None:
+        summary = self.summary
         if meta.get("failed"):
             summary.failed += 1
             summary.failures[meta["failed"]] += 1
         else:
-            guide.strategy.account(summary, guide, item, meta, adapter)
+            self.guide.strategy.account(summary, self.guide, item, meta, self.adapter)
         summary.llm_sentences += int(meta.get("llm", True))
         # every pair's two best SLM probabilities: narrower routing bands can be replayed offline
         meta["pairs"] = [
             PairTopTwo(p.head, p.tail, *top_two(p.probabilities)).to_json() for p in item.pair_scores
         ]
-        with lock:
-            sink.write(json.dumps({**record.to_json(), "guide": meta}, ensure_ascii=False) + "\n")
+        with self.lock:
+            sink.write(RunJournal.line(record, meta))
             sink.flush()
             summary.sentences += 1
-        if on_done:
-            on_done(summary.sentences, len(todo))
 
-    pool = ThreadPoolExecutor(max(1, concurrency))
-    try:
-        with out_path.open("a", encoding="utf-8") as sink:
-            futures = [pool.submit(work, item) for item in prepared]
-            for item, future in zip(prepared, futures, strict=True):
-                # short waits, not one blocking wait: Ctrl-C is acted on within half a second
-                while not future.done():
-                    wait_for([future], timeout=0.5)
-                rec, meta = future.result()
-                record(item, rec, meta)
-    except (KeyboardInterrupt, Interrupted):
-        stop.set()
-        raise Interrupted(
-            f"interrupted after {summary.sentences} of {len(todo)} sentences; "
-            f"run the same command again to resume ({out_path} keeps what was written)"
-        ) from None
-    except LLMStopped:
-        stop.set()
-        raise
-    finally:
-        # never wait for calls still in flight: a hung request must not hold Ctrl-C hostage
-        pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
-    summary.seconds = time.monotonic() - started
-    for entry in lm.history[history_start:]:
+
+def _count_calls(summary: RunSummary, history: Sequence[dict[str, Any]]) -> None:
+    """Calls, tokens and cost from the LM's history of this run (cached answers cost nothing)."""
+    for entry in history:
         summary.llm_calls += 1
         if is_cache_hit(entry):  # no request was sent: no tokens, no cost
             summary.cached_calls += 1
@@ -333,36 +339,6 @@ def run_guide(
         summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         summary.completion_tokens += int(usage.get("completion_tokens") or 0)
         summary.cost += float(entry.get("cost") or 0.0)
-    result = {"settings": settings or {}, "config": asdict(guide.config), **summary.as_dict()}
-    # totals over every (resumed) invocation on this directory: what the whole run cost
-    previous_path = run_dir / "run.json"
-    previous = (
-        json.loads(previous_path.read_text(encoding="utf-8")).get("total", {})
-        if previous_path.is_file()
-        else {}
-    )
-    result["prompt_chars_sum"] = sum(summary.prompt_chars)
-    result["prompt_chars_n"] = len(summary.prompt_chars)
-    result["total"] = {
-        key: previous.get(key, 0) + result[key]
-        for key in (
-            "sentences",
-            "llm_sentences",
-            "llm_calls",
-            "cached_calls",
-            "prompt_tokens",
-            "completion_tokens",
-            "cost",
-            "seconds",
-            "prompt_chars_sum",
-            "prompt_chars_n",
-        )
-    }
-    # failed sentences are asked again by the next run: the journal holds this run's failures only
-    result["total"]["failed"] = summary.failed
-    result["total"]["failures"] = dict(summary.failures)
-    (run_dir / "run.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-    return result
 
 
 __all__ = [

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import shutil
 import tempfile
 from collections import Counter
@@ -25,6 +24,7 @@ from slcolm_dspy.data.segment import segment, stitch
 from slcolm_dspy.data.shards import DEFAULT_SHARDS, RecordOutput
 from slcolm_dspy.data.text import split_sentences
 from slcolm_dspy.guide.backends import DEFAULT_MAX_TOKENS, LMSpec, open_lm
+from slcolm_dspy.guide.journal import RunJournal
 from slcolm_dspy.guide.pipeline import Guide
 from slcolm_dspy.program.artifact import CompiledProgram, load_program
 from slcolm_dspy.program.outcome import GuideOutcome
@@ -296,10 +296,7 @@ def batch_dir_name(documents: Sequence[Sentence]) -> str:
 def run_usage(run_dir: Path) -> dict[str, Any]:
     """A guide run's token and cost totals over every invocation on its directory (none for the
     SLM)."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8")).get("total", {})
+    return RunJournal(run_dir).totals()
 
 
 def document_batches(

@@ -16,6 +16,7 @@ from typing import Any
 
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.evaluate.report import System, build_report, write_chart, write_html, write_json
+from slcolm_dspy.guide.journal import RunJournal
 from slcolm_dspy.merge.policy import MergePolicy
 from slcolm_dspy.program.apply import DEFAULT_OPTIONS, RunOptions, lm_for, run_guided
 from slcolm_dspy.program.artifact import CompiledProgram
@@ -48,8 +49,7 @@ def guided_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(stamp + "\n")
     outcome, _ = run_guided(compiled, inputs, run_dir, options, settings={"lm": model}, on_done=on_done)
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    return outcome, run.get("total", {})
+    return outcome, RunJournal(run_dir).totals()
 
 
 def slm_run(
@@ -57,20 +57,17 @@ def slm_run(
 ) -> list[Sentence]:
     """The program's SLM records for the gold sentences' text, predicted once and read back (a
     run of another SLM is discarded)."""
-    from slcolm_dspy.data.readers import read_jsonl
-    from slcolm_dspy.data.writers import write_jsonl
     from slcolm_dspy.program.apply import guide_for
 
     inputs = [g.with_predictions((), ()) for g in gold]
-    path, stamp_path = run_dir / "slm.jsonl", run_dir / "slm.sha256"
+    journal, stamp_path = RunJournal(run_dir), run_dir / "slm.sha256"
     stamp = hashlib.sha256((compiled.directory / "slm.json").read_bytes()).hexdigest()
-    if path.is_file() and stamp_path.is_file() and stamp_path.read_text().strip() == stamp:
-        by_id = {r.id: r for r in read_jsonl(path, compiled.schema)[0]}
+    if stamp_path.is_file() and stamp_path.read_text().strip() == stamp:
+        by_id = journal.read_slm(compiled.schema)
         if all(r.id in by_id for r in inputs):
             return [by_id[r.id] for r in inputs]
     records = guide_for(compiled, options.slm, options.data, options.device).slm.predict(inputs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(records, path)
+    journal.write_slm(records)
     stamp_path.write_text(stamp + "\n")
     return records
 

@@ -4,7 +4,6 @@ thresholds, which the optimizer compares without asking the LLM again."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,7 @@ from typing import Any
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
-from slcolm_dspy.data.io import iter_jsonl
-from slcolm_dspy.data.readers import read_records
+from slcolm_dspy.guide.journal import RunJournal
 from slcolm_dspy.guide.pipeline import GuideConfig
 from slcolm_dspy.guide.strategies import TopTwos, strategy_for
 
@@ -29,17 +27,16 @@ class GuideOutcome:
 
     @classmethod
     def read(cls, run_dir: Path, records: Sequence[Sentence], schema: Schema) -> GuideOutcome:
-        predictions = run_dir / "predictions.jsonl"
-        llm_by_id = {r.id: r for r in read_records(predictions, schema)[0]}
-        meta_by_id = {str(o["id"]): o.get("guide", {}) for _, o in iter_jsonl(predictions)}
-        slm_by_id = {r.id: r for r in read_records(run_dir / "slm.jsonl", schema)[0]}
+        journal = RunJournal(run_dir)
+        llm_by_id = journal.read_predictions(schema)
+        meta_by_id = journal.read_meta()
+        slm_by_id = journal.read_slm(schema)
         missing = [r.id for r in records if r.id not in llm_by_id or r.id not in slm_by_id]
         if missing:
             raise SlcolmError(
                 f"{run_dir}: no guide output for {len(missing)} sentences (first: {missing[0]})"
             )
-        run_path = run_dir / "run.json"
-        run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
+        run = journal.read_summary()
         return cls(
             list(records),
             [llm_by_id[r.id] for r in records],

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.records import Sentence
-from slcolm_dspy.data.io import written_ids
-from slcolm_dspy.guide.pipeline import Guide, finished_ids, run_guide
+from slcolm_dspy.guide.journal import RunJournal
+from slcolm_dspy.guide.pipeline import Guide, run_guide
 from slcolm_dspy.program.module import SLCoLMProgram, prompt_key
 from slcolm_dspy.program.outcome import GuideOutcome
 
 
 def is_complete(run_dir: Path, records: Sequence[Sentence]) -> bool:
-    """Every record has a guide answer (none failed) and an SLM record: reading needs no model
-    and no LLM. A run with failed sentences is not complete: running it again asks for those."""
-    ids = {r.id for r in records}
-    return ids <= finished_ids(run_dir / "predictions.jsonl") and ids <= written_ids(run_dir / "slm.jsonl")
+    """Whether reading the run back needs no model and no LLM (RunJournal.is_complete)."""
+    return RunJournal(run_dir).is_complete(records)
 
 
 def run_program(
