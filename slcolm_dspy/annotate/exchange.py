@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from slcolm_dspy.core.errors import DataError, SlcolmError
-from slcolm_dspy.core.records import Entity, Relation, Sentence
+from slcolm_dspy.core.records import Relation, Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.brat import BratOptions, read_brat
 from slcolm_dspy.data.build import ReadReport, SentenceBuilder
@@ -41,13 +41,6 @@ def _line_safe(record: Sentence) -> None:
         raise SlcolmError(
             f"record {record.id!r}: a text with line breaks or surrounding space cannot be one brat line"
         )
-
-
-def _plain(record: Sentence) -> Sentence:
-    """The record as gold: no confidences, no probabilities."""
-    entities = tuple(Entity(e.type, e.text, e.start, e.end) for e in record.entities)
-    relations = tuple(Relation(r.type, r.head, r.tail) for r in record.relations)
-    return Sentence(record.id, record.text, entities, relations, dict(record.variants))
 
 
 # --- brat ------------------------------------------------------------------------------------
