@@ -130,18 +130,25 @@ def read_brat(
     records: list[Sentence] = []
     for ann in brat_documents(path):
         try:
-            records += _document(ann, schema, report, options or BratOptions())
-        except DataError as err:
-            if not skip_bad:
-                raise
-            report.skipped.append(err)
+            records += _document(ann, schema, report, options or BratOptions(), skip_bad)
+        except DataError as err:  # the document as a whole (an offset outside it)
+            _skip_or_raise(err, skip_bad, report)
     return records, report
+
+
+def _skip_or_raise(err: DataError, skip_bad: bool, report: ReadReport) -> None:
+    """A bad annotation line: raised, or (`skip_bad`) counted and left out, the rest kept."""
+    if not skip_bad:
+        raise err
+    report.skipped.append(err)
 
 
 # --- phase 1: the annotation lines ---------------------------------------------------------
 
 
-def parse_annotations(ann: Path, builder: SentenceBuilder, report: ReadReport) -> _Annotations:
+def parse_annotations(
+    ann: Path, builder: SentenceBuilder, report: ReadReport, skip_bad: bool = False
+) -> _Annotations:
     """Every line of an `.ann` file, checked. A line that does not start with an annotation id
     continues the text of the entity above it (a text field that held a line break)."""
     out = _Annotations()
@@ -152,23 +159,27 @@ def parse_annotations(ann: Path, builder: SentenceBuilder, report: ReadReport) -
             continue
         parts = line.split("\t")
         ident = parts[0]
-        if not _ID.match(ident):
-            if open_text is None:
-                raise builder.fail(f"line {lineno}", f"not a brat annotation line: {line[:40]!r}")
-            open_text.text += "\n" + line
-            report.counts["continuation lines joined to the entity text above"] += 1
-            continue
-        open_text = None
-        if ident in first_line and ident[0] in "TR":
-            raise builder.fail(f"line {lineno}", f"duplicate id {ident} (first at line {first_line[ident]})")
-        first_line[ident] = lineno
-        if ident[0] == "T":
-            open_text = _textbound(parts, lineno, builder)
-            out.textbounds.append(open_text)
-        elif ident[0] == "R":
-            out.relations.append(_relation_line(parts, lineno, builder))
-        else:
-            out.skipped[_KINDS[ident[0]]] += 1
+        try:
+            if not _ID.match(ident):
+                if open_text is None:
+                    raise builder.fail(f"line {lineno}", f"not a brat annotation line: {line[:40]!r}")
+                open_text.text += "\n" + line
+                report.counts["continuation lines joined to the entity text above"] += 1
+                continue
+            open_text = None
+            if ident in first_line and ident[0] in "TR":
+                first = first_line[ident]
+                raise builder.fail(f"line {lineno}", f"duplicate id {ident} (first at line {first})")
+            first_line[ident] = lineno
+            if ident[0] == "T":
+                open_text = _textbound(parts, lineno, builder)
+                out.textbounds.append(open_text)
+            elif ident[0] == "R":
+                out.relations.append(_relation_line(parts, lineno, builder))
+            else:
+                out.skipped[_KINDS[ident[0]]] += 1
+        except DataError as err:
+            _skip_or_raise(err, skip_bad, report)
     return out
 
 
@@ -377,18 +388,24 @@ class _Placed:
     line: int
 
 
-def _document(ann: Path, schema: Schema, report: ReadReport, options: BratOptions) -> list[Sentence]:
+def _document(
+    ann: Path, schema: Schema, report: ReadReport, options: BratOptions, skip_bad: bool = False
+) -> list[Sentence]:
     builder = SentenceBuilder(schema, str(ann))
-    found = parse_annotations(ann, builder, report)
+    found = parse_annotations(ann, builder, report, skip_bad)
     for kind, n in found.skipped.items():
         report.counts[f"{kind} lines skipped"] += n
     text = choose_reading(_read(ann.with_suffix(".txt")), found.textbounds, report)
     placed: dict[str, _Placed] = {}
     for bound in found.textbounds:
-        span = ground(text, bound, builder, report)
+        try:
+            span = ground(text, bound, builder, report)
+        except DataError as err:
+            _skip_or_raise(err, skip_bad, report)
+            continue
         if span:
             placed[bound.ident] = _Placed(bound.type, *span, bound.line)
-    records = _records(units(text, options, report), placed, found, builder, report)
+    records = _records(units(text, options, report), placed, found, builder, report, skip_bad)
     report.counts["documents"] += 1
     report.counts["sentences"] += len(records)
     return records
@@ -400,6 +417,7 @@ def _records(
     found: _Annotations,
     builder: SentenceBuilder,
     report: ReadReport,
+    skip_bad: bool = False,
 ) -> list[Sentence]:
     """Entities into the unit holding them (one entity per type and span), then relations
     between entities of one unit; every loss counted."""
@@ -419,7 +437,11 @@ def _records(
     relations: list[dict[tuple[str, int, int], None]] = [{} for _ in pieces]
     defined = {b.ident for b in found.textbounds}
     for rel in found.relations:
-        kept = _relation(rel, where, defined, builder, report)
+        try:
+            kept = _relation(rel, where, defined, builder, report)
+        except DataError as err:
+            _skip_or_raise(err, skip_bad, report)
+            continue
         if kept:
             unit, triple = kept
             if triple in relations[unit]:

@@ -161,6 +161,17 @@ def test_duplicate_ids_self_relations_and_continued_text_lines(tmp_path):
     assert (
         result.exit_code == 2 and "a.ann: record line 2: duplicate id T1 (first at line 1)" in result.output
     )
+    # with --skip-bad only the bad lines are left out (counted); the document's other lines stay
+    lines = [
+        "T1\tPerson 0 3\tAda",
+        "T1\tPerson 8 15\tCharles",
+        "T2\tPerson 16 23\tBabbage",
+        "T3\tPerson 0 99\tAda",
+    ]
+    ann.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records, report = read_brat(folder, open_schema(), skip_bad=True)
+    assert [e.text for e in records[0].entities] == ["Ada", "Babbage"]
+    assert [err.record for err in report.skipped] == ["line 2", "line 4"]
     ann.write_text("T1\tPeop 0 3\tAda\nR1\tKill Arg1:T1 Arg2:T1\n", encoding="utf-8")
     result = _invoke("schema", "init", "--data", folder, "--out", tmp_path / "x.toml")
     assert result.exit_code == 2 and "line 2: R1 joins T1 with itself" in result.output
