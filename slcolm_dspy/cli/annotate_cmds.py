@@ -29,15 +29,14 @@ FORMATS = ("brat", "label-studio")
 
 
 def _train_counts(slm: Path) -> dict[str, int]:
-    from slcolm_dspy.slm.checkpoint import CONFIG
+    from slcolm_dspy.slm.checkpoint import recorded_train_counts
 
-    path = slm / CONFIG
-    counts = json.loads(path.read_text(encoding="utf-8")).get("train_counts") if path.is_file() else None
+    counts = recorded_train_counts(slm)
     if counts is None:
         raise SlcolmError(
             f"{slm}: the SLM records no train counts (trained before they were kept); retrain it"
         )
-    return dict(counts)
+    return counts
 
 
 def _pool(path: Path, schema: Schema) -> list[Sentence]:

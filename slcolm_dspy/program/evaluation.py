@@ -8,7 +8,6 @@ alone makes no LLM call, and the guided comparison rows come with `compare=True`
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -166,14 +165,10 @@ def _slm_only_report(
 def _train_counts(compiled: CompiledProgram, options: RunOptions) -> dict[str, int] | None:
     """Train relations per type, as the program's SLM recorded them (None for an SLM trained
     before it did so: the report then has no tail chart)."""
-    from slcolm_dspy.slm.checkpoint import CONFIG  # here: the SLM (torch) has loaded by now
+    from slcolm_dspy.slm.checkpoint import recorded_train_counts  # here: torch has loaded by now
 
-    config = compiled.slm_dir(options.slm) / CONFIG
-    try:
-        counts = json.loads(config.read_text(encoding="utf-8")).get("train_counts")
-    except (OSError, ValueError):
-        return None
-    return {t: int(counts.get(t, 0)) for t in compiled.schema.relation_types} if counts else None
+    counts = recorded_train_counts(compiled.slm_dir(options.slm))
+    return {t: counts.get(t, 0) for t in compiled.schema.relation_types} if counts else None
 
 
 def _write_report(

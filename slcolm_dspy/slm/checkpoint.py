@@ -70,6 +70,16 @@ def verify_checksums(directory: Path) -> None:
             )
 
 
+def recorded_train_counts(directory: Path) -> dict[str, int] | None:
+    """Train relations per type as the SLM recorded them at training time (None for an SLM
+    trained before they were kept, or a folder without a readable config)."""
+    try:
+        counts = json.loads((directory / CONFIG).read_text(encoding="utf-8")).get("train_counts")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {str(t): int(n) for t, n in counts.items()} if isinstance(counts, dict) else None
+
+
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise SlcolmError(f"{path.parent} is not a saved SLM: {path.name} missing")
