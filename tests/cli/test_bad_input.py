@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -172,16 +173,6 @@ REPLAY_CASES: dict[str, tuple[str, bytes, str]] = {
         "'relations' must be a list",
     ),
 }
-
-
-def assert_one_line_error(result, *words: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [x for x in result.output.strip().splitlines() if x.startswith("error:")]
-    assert len(lines) == 1, result.output
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 # every case `data convert` reads: (file name, bytes, words the line must contain)

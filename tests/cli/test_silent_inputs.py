@@ -10,6 +10,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
 from slcolm_dspy.cli.app import app
@@ -25,16 +26,6 @@ def _line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 
-def one_line_error(result, *words: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [x for x in result.output.strip().splitlines() if x.startswith("error:")]
-    assert len(lines) == 1, result.output
-    for word in words:
-        assert word in " ".join(result.output.split()), result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("name", "content"),
     [("empty.jsonl", ""), ("blank.jsonl", "  \n\n \n"), ("obj.json", "{}"), ("list.json", "[]")],
@@ -44,7 +35,7 @@ def test_empty_inputs_are_refused_unless_allowed(tmp_path, name, content):
     source.write_text(content, encoding="utf-8")
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["data", "convert", str(source), "--out", str(out)])
-    one_line_error(result, f"{name}: no records in it")
+    assert_one_line_error(result, f"{name}: no records in it")
     assert not out.exists()
     allowed = runner.invoke(app, ["data", "convert", str(source), "--out", str(out), "--allow-empty"])
     assert allowed.exit_code == 0 and out.read_text(encoding="utf-8") == ""
@@ -56,11 +47,11 @@ def test_an_empty_gold_or_guide_split_is_refused(tmp_path, corpus_dir):
     pred = tmp_path / "pred.jsonl"
     pred.write_text(_line({"id": "a", "text": TEXT}), encoding="utf-8")
     result = runner.invoke(app, ["evaluate", "--gold", str(empty), "--pred", str(pred)])
-    one_line_error(result, "gold.jsonl: no records in it")
+    assert_one_line_error(result, "gold.jsonl: no records in it")
     result = runner.invoke(
         app, ["guide", "--split", str(empty), "--out", str(tmp_path / "run"), "--data", str(corpus_dir)]
     )
-    one_line_error(result, "gold.jsonl: no records in it")
+    assert_one_line_error(result, "gold.jsonl: no records in it")
 
 
 @pytest.mark.parametrize(
@@ -81,7 +72,7 @@ def test_records_that_cannot_be_right_are_one_line(tmp_path, record, words):
     source = tmp_path / "in.jsonl"
     source.write_text(_line({"id": "a", **record}), encoding="utf-8")
     result = runner.invoke(app, ["data", "convert", str(source), "--out", str(tmp_path / "o.jsonl")])
-    one_line_error(result, "in.jsonl", "line 1", words)
+    assert_one_line_error(result, "in.jsonl", "line 1", words)
 
 
 def test_a_simplified_variant_is_a_form_of_its_traditional_text(tmp_path, schema, corpus_dir):
@@ -119,21 +110,21 @@ def test_outputs_that_would_destroy_or_hang(tmp_path, tiny_slm):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     result = runner.invoke(app, ["data", "convert", str(source), "--out", str(fifo)])
-    one_line_error(result, "is not a regular file")
+    assert_one_line_error(result, "is not a regular file")
     assert fifo.exists() and not fifo.is_file()  # not replaced by a file
     result = runner.invoke(app, ["data", "convert", str(source), "--out", str(source)])
-    one_line_error(result, "is the input file too")
+    assert_one_line_error(result, "is the input file too")
     result = runner.invoke(
         app, ["slm", "predict", "--model", str(tiny_slm[0]), "--data", str(source), "--out", str(source)]
     )
-    one_line_error(result, "is the input file too")
+    assert_one_line_error(result, "is the input file too")
     assert json.loads(source.read_text(encoding="utf-8")) == {"id": "a", "text": TEXT}
     # a FIFO with no writer as the input: refused at once (reading it would never end)
     result = runner.invoke(app, ["data", "convert", str(fifo), "--out", str(tmp_path / "o.jsonl")])
-    one_line_error(result, "pipe is not a regular file")
+    assert_one_line_error(result, "pipe is not a regular file")
     # a folder that cannot be written (/proc/self takes no new files, even for root)
     result = runner.invoke(app, ["data", "convert", str(source), "--out", "/proc/self/o.jsonl"])
-    one_line_error(result, "cannot write in /proc/self")
+    assert_one_line_error(result, "cannot write in /proc/self")
 
 
 def test_a_byte_order_mark_is_not_text(tmp_path):
@@ -152,7 +143,7 @@ def test_extract_given_a_folder_named_txt_is_one_line(tmp_path, schema, tiny_slm
     result = runner.invoke(
         app, ["extract", "--program", str(program), str(folder), "--out", str(tmp_path / "o.jsonl")]
     )
-    one_line_error(result, "chapter.txt is a folder")
+    assert_one_line_error(result, "chapter.txt is a folder")
 
 
 def test_a_replay_pack_with_expected_numbers_of_the_wrong_shape_is_one_line(tmp_path, replay_dir):
@@ -163,7 +154,9 @@ def test_a_replay_pack_with_expected_numbers_of_the_wrong_shape_is_one_line(tmp_
     blob["runs"][run]["expected"]["micro_pct"] = 61.0
     (pack / "expected.json").write_text(json.dumps(blob), encoding="utf-8")
     result = runner.invoke(app, ["replay", "--pack", str(pack)])
-    one_line_error(result, "expected.json", f"runs.{run}.expected.micro_pct must be [precision, recall, F1]")
+    assert_one_line_error(
+        result, "expected.json", f"runs.{run}.expected.micro_pct must be [precision, recall, F1]"
+    )
 
 
 def test_a_span_differing_only_in_unicode_normalisation_says_so(tmp_path):
@@ -177,4 +170,4 @@ def test_a_span_differing_only_in_unicode_normalisation_says_so(tmp_path):
     result = runner.invoke(
         app, ["data", "convert", str(source), "--out", str(tmp_path / "o.jsonl"), "--schema", schema.source]
     )
-    one_line_error(result, "differ only in Unicode normalisation")
+    assert_one_line_error(result, "differ only in Unicode normalisation")
