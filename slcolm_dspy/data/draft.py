@@ -48,7 +48,7 @@ def data_files(paths: Iterable[Path]) -> list[tuple[str, Path]]:
     paths = list(paths)
     chosen: dict[str, list[Path]] = {}
     for path in paths:
-        if path.is_dir() and any(path.glob("*.ann")):
+        if _brat_dir(path):
             chosen.setdefault(split_of(path) or "train", []).append(path)  # brat documents: one source
         elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl") or _brat_dir(p))

@@ -30,6 +30,13 @@ def _too_deep(blob: bytes) -> bool:
     return False
 
 
+def refuse_special_file(path: Path) -> None:
+    """A path that exists but is neither a file nor a folder (a pipe, a device): reading it may
+    never end, so it is refused before anything reads it."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise SlcolmError(f"{path} is not a regular file (a pipe or a device); write it to a file first")
+
+
 def load_json(path: Path) -> Any:
     """Parse a whole JSON file; a syntax error names the line and column."""
     try:

@@ -20,7 +20,7 @@ from slcolm_dspy.core.records import Sentence
 from slcolm_dspy.core.schema import Schema
 from slcolm_dspy.data.brat import BratOptions, read_brat
 from slcolm_dspy.data.build import ReadReport, SentenceBuilder
-from slcolm_dspy.data.io import first_jsonl_object, iter_jsonl, load_json
+from slcolm_dspy.data.io import first_jsonl_object, iter_jsonl, load_json, refuse_special_file
 
 Records = tuple[list[Sentence], ReadReport]
 
@@ -300,8 +300,7 @@ def detect_format(path: Path) -> str:
     replay-slm, replay-llm."""
     if not path.exists():
         raise SlcolmError(f"file not found: {path}")
-    if not path.is_dir() and not path.is_file():  # a FIFO or a device: reading it may never end
-        raise SlcolmError(f"{path} is not a regular file (a pipe or a device); write it to a file first")
+    refuse_special_file(path)
     if path.is_dir():
         if any(path.rglob("*.ann")):
             return "brat"

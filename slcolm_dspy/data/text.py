@@ -15,6 +15,7 @@ from pathlib import Path
 
 from slcolm_dspy.core.errors import SlcolmError
 from slcolm_dspy.core.records import Sentence
+from slcolm_dspy.data.io import refuse_special_file
 
 _END = re.compile(r"[。！？!?]+[」』”’）)\"']*|\.+[\"'”’)]*(?=\s+[\"'“‘(]?[A-Z0-9])")
 # Words after which a full stop is not a sentence end (lower-cased, without the stop).
@@ -92,8 +93,7 @@ def split_sentences(text: str) -> list[tuple[int, str]]:
 def read_utf8(path: Path) -> str:
     """A UTF-8 text file's content (without a byte-order mark); a missing file, a folder or
     other bytes are a one-line error."""
-    if path.exists() and not path.is_file() and not path.is_dir():
-        raise SlcolmError(f"{path} is not a regular file (a pipe or a device); write it to a file first")
+    refuse_special_file(path)
     try:
         return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not text
     except FileNotFoundError:
