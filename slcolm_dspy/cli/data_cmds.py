@@ -43,11 +43,10 @@ def report_skipped(report: ReadReport) -> None:
         stderr.print(f"skipped: {err}", markup=False)
     if report.skipped:
         stderr.print(f"{len(report.skipped)} bad record(s) skipped in {report.source}", markup=False)
-    for cause, n in sorted(report.losses.items()):
-        stderr.print(f"lost: {n} {LOSS_CAUSES.get(cause, cause)}", markup=False)
-        cases = [p for p in report.problems if p.endswith(f"[{cause}]")]
+    for cause, cases in sorted(report.cases.items()):
+        stderr.print(f"lost: {len(cases)} {LOSS_CAUSES.get(cause, cause)}", markup=False)
         for problem in cases[:EXAMPLES_PER_CAUSE]:
-            stderr.print(f"  {problem.removesuffix(f' [{cause}]')}", markup=False)
+            stderr.print(f"  {problem}", markup=False)
         if len(cases) > EXAMPLES_PER_CAUSE:
             stderr.print(f"  ... and {len(cases) - EXAMPLES_PER_CAUSE} more", markup=False)
     if report.counts:

@@ -37,18 +37,27 @@ class ReadReport:
     skipped: list[DataError] = field(default_factory=list)
     label_fixes: Counter[str] = field(default_factory=Counter)
     dropped_empty: int = 0
-    problems: list[str] = field(default_factory=list)  # file:line: what was not taken and why
+    # cause -> each annotation not taken for it, as "file:line: what" (LOSS_CAUSES)
+    cases: dict[str, list[str]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)  # what a document reader did (brat)
-    losses: Counter[str] = field(default_factory=Counter)  # annotations not taken, by cause
     # (relation type, cause) of every relation not taken: a draft schema lists these types too
     lost_relations: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def lose(self, cause: str, problem: str, relation_type: str | None = None) -> None:
-        """Count an annotation that did not become part of a record, and say where it was."""
-        self.losses[cause] += 1
-        self.problems.append(f"{problem} [{cause}]")
+        """Record an annotation that did not become part of a record: why, and where it was."""
+        self.cases.setdefault(cause, []).append(problem)
         if relation_type is not None:
             self.lost_relations[relation_type, cause] += 1
+
+    @property
+    def losses(self) -> Counter[str]:
+        """Annotations not taken, by cause."""
+        return Counter({cause: len(found) for cause, found in self.cases.items()})
+
+    @property
+    def problems(self) -> list[str]:
+        """Every annotation not taken, "file:line: what", cause by cause."""
+        return [problem for found in self.cases.values() for problem in found]
 
 
 class SentenceBuilder:
